@@ -39,11 +39,11 @@
 
    TABLE OF CONTENTS (search for the banner text)
      PUBLIC API
-       [api: results and errors]  [api: tensors and images]  [api: models]
+       [api: results and errors]  [api: SIMD dispatch]  [api: tensors and images]  [api: models]
        [api: contexts and forward pass]
      IMPLEMENTATION
        [impl: util and errors]          allocation, overflow checks, last-error, crc32
-       [impl: threads and dispatch]     OpenMP helpers
+       [impl: threads and dispatch]     CPU features (cpuid/XGETBV), IMRET_SIMD, OpenMP
        [impl: kernels (scalar)]         conv (im2col + GEMM), pools, linear
        [impl: weight file]              .imw parsing and validation
        [impl: models]                   VGG / ResNet tables, BN folding, forward pass
@@ -99,6 +99,23 @@ IMRET_API const char *imret_result_string(imret_result r);
    shape 256x1024x1x1, expected 256x512x1x1"). Valid until the next failing call on the
    same thread. Empty string when nothing failed yet. */
 IMRET_API const char *imret_last_error(void);
+
+/* ======================================================================================
+   [api: SIMD dispatch]
+   Kernels are chosen at run time (cpuid + XGETBV, detected once). IMRET_SIMD=scalar|avx2|
+   avx512|neon in the environment caps the level for the whole process (testing and
+   benchmarking); options of contexts and searches can cap it per call.
+   ====================================================================================== */
+typedef enum imret_simd {
+    IMRET_SIMD_AUTO = 0,   /* best available (after the IMRET_SIMD environment cap)      */
+    IMRET_SIMD_SCALAR = 1, /* portable C; the oracle of every test                      */
+    IMRET_SIMD_AVX2 = 2,   /* x86-64 AVX2 + FMA + F16C                                   */
+    IMRET_SIMD_AVX512 = 3, /* x86-64 AVX-512 F/BW/VL/DQ (+VPOPCNTDQ, BF16, VNNI if there) */
+    IMRET_SIMD_NEON = 4    /* aarch64 Advanced SIMD                                      */
+} imret_simd;
+/* Level used for IMRET_SIMD_AUTO on this machine and process. */
+IMRET_API imret_simd imret_simd_detect(void);
+IMRET_API const char *imret_simd_name(imret_simd s);
 
 /* ======================================================================================
    [api: tensors and images]
@@ -360,6 +377,121 @@ static uint32_t imret__crc32(uint32_t crc, const void *data, size_t n) {
     }
     while (n--) crc = imret__crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
+}
+
+/* ======================================================================================
+   [impl: threads and dispatch]
+   The CPU-feature cache is the only global state of the library. Each ISA body is compiled
+   with a target attribute, so no -march flag is needed; IMRET__CPU_* bits say what the CPU
+   and OS (XGETBV) allow.
+   ====================================================================================== */
+#if !defined(IMRET_NO_SIMD) && (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define IMRET__X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define IMRET__X86 0
+#endif
+#if !defined(IMRET_NO_SIMD) && defined(__aarch64__)
+#define IMRET__NEON 1
+#include <arm_neon.h>
+#else
+#define IMRET__NEON 0
+#endif
+
+enum {
+    IMRET__CPU_AVX2 = 1u << 0,      /* AVX2 + FMA + F16C, OS saves YMM           */
+    IMRET__CPU_AVX512 = 1u << 1,    /* AVX-512 F+BW+VL+DQ, OS saves ZMM/opmask   */
+    IMRET__CPU_VPOPCNTDQ = 1u << 2, /* AVX512_VPOPCNTDQ                          */
+    IMRET__CPU_BF16 = 1u << 3,      /* AVX512_BF16                               */
+    IMRET__CPU_VNNI = 1u << 4,      /* AVX512_VNNI                               */
+    IMRET__CPU_NEON = 1u << 5,      /* aarch64 Advanced SIMD (always)            */
+    IMRET__CPU_DETECTED = 1 << 30
+};
+static volatile unsigned imret__cpu_cache;
+
+static unsigned imret__cpu_features(void) {
+    unsigned f = imret__cpu_cache;
+    if (f) return f;
+    f = IMRET__CPU_DETECTED;
+#if IMRET__X86
+    {
+        unsigned a, b, c, d, xcr0 = 0;
+        if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 27))) { /* OSXSAVE */
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            xcr0 = lo;
+            (void)hi;
+        }
+        if ((xcr0 & 6) == 6 && (c & (1u << 12)) && (c & (1u << 29)) && (c & (1u << 28)) &&
+            __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+            unsigned b7 = b, c7 = c;
+            if (b7 & (1u << 5)) f |= IMRET__CPU_AVX2; /* + FMA (c1 bit 12) + F16C (bit 29) */
+            if ((f & IMRET__CPU_AVX2) && (xcr0 & 0xe6) == 0xe6 && (b7 & (1u << 16)) &&
+                (b7 & (1u << 30)) && (b7 & (1u << 31)) && (b7 & (1u << 17))) {
+                f |= IMRET__CPU_AVX512;
+                if (c7 & (1u << 14)) f |= IMRET__CPU_VPOPCNTDQ;
+                if (c7 & (1u << 11)) f |= IMRET__CPU_VNNI;
+                if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5))) f |= IMRET__CPU_BF16;
+            }
+        }
+    }
+#endif
+#if IMRET__NEON
+    f |= IMRET__CPU_NEON;
+#endif
+    imret__cpu_cache = f; /* idempotent: a race writes the same value */
+    return f;
+}
+
+static imret_simd imret__simd_best_hw(void) {
+    unsigned f = imret__cpu_features();
+    if (f & IMRET__CPU_AVX512) return IMRET_SIMD_AVX512;
+    if (f & IMRET__CPU_AVX2) return IMRET_SIMD_AVX2;
+    if (f & IMRET__CPU_NEON) return IMRET_SIMD_NEON;
+    return IMRET_SIMD_SCALAR;
+}
+
+/* Level to use for a request: AUTO -> best the hardware allows, capped by the IMRET_SIMD
+   environment variable; an explicit request is honoured when the hardware allows it and
+   otherwise lowered to the best available level below it. */
+static imret_simd imret__simd_resolve(imret_simd requested) {
+    imret_simd hw = imret__simd_best_hw(), cap = hw;
+    const char *env = getenv("IMRET_SIMD");
+    if (env) {
+        if (!strcmp(env, "scalar")) cap = IMRET_SIMD_SCALAR;
+        else if (!strcmp(env, "avx2") && hw >= IMRET_SIMD_AVX2 && hw != IMRET_SIMD_NEON) cap = IMRET_SIMD_AVX2;
+        else if (!strcmp(env, "avx512") && hw == IMRET_SIMD_AVX512) cap = IMRET_SIMD_AVX512;
+    }
+    if (requested == IMRET_SIMD_AUTO) return cap;
+    if (requested == IMRET_SIMD_SCALAR) return IMRET_SIMD_SCALAR;
+    if (requested == IMRET_SIMD_NEON) return hw == IMRET_SIMD_NEON ? IMRET_SIMD_NEON : IMRET_SIMD_SCALAR;
+    if (hw == IMRET_SIMD_NEON) return IMRET_SIMD_SCALAR;
+    return requested < hw ? requested : hw;
+}
+
+IMRET_DEF imret_simd imret_simd_detect(void) { return imret__simd_resolve(IMRET_SIMD_AUTO); }
+IMRET_DEF const char *imret_simd_name(imret_simd s) {
+    switch (s) {
+    case IMRET_SIMD_AUTO: return "auto";
+    case IMRET_SIMD_SCALAR: return "scalar";
+    case IMRET_SIMD_AVX2: return "avx2";
+    case IMRET_SIMD_AVX512: return "avx512";
+    case IMRET_SIMD_NEON: return "neon";
+    }
+    return "unknown";
+}
+
+/* Threads to use for an option value: 0 = all cores (OpenMP's default), n = n. Always 1
+   without OpenMP. */
+static int imret__threads(int requested) {
+#if IMRET__OMP
+    if (requested <= 0) return omp_get_max_threads();
+    return requested;
+#else
+    (void)requested;
+    return 1;
+#endif
 }
 
 /* ---- @@BASE_END@@ (the rest of the implementation follows) ---- */
