@@ -46,7 +46,9 @@
        [impl: threads and dispatch]     CPU features (cpuid/XGETBV), IMRET_SIMD, OpenMP
        [impl: kernels (scalar)]         conv (im2col + GEMM), pools, linear
        [impl: weight file]              .imw parsing and validation
-       [impl: models]                   VGG / ResNet tables, BN folding, forward pass
+       [impl: models]                   VGG / ResNet tables, BN folding, model load
+       [impl: forward pass]             workspace planning, trunk, classifier heads
+       [impl: file I/O]                 bounded whole-file reads, mmap
        [impl: image I/O]                decode, EXIF orientation, resize, normalisation
 */
 #ifndef IMRET_H
@@ -120,6 +122,8 @@ IMRET_API const char *imret_simd_name(imret_simd s);
 /* ======================================================================================
    [api: tensors and images]
    ====================================================================================== */
+typedef struct imret_model imret_model; /* opaque; read-only after load, shareable */
+
 /* A dense float tensor in C x H x W order (batch 1). Owned by whoever created it:
    free with imret_tensor_free() unless documented as borrowed. */
 typedef struct imret_tensor {
@@ -137,10 +141,59 @@ typedef struct imret_image {
 IMRET_API void imret_tensor_free(imret_tensor *t);
 IMRET_API void imret_image_free(imret_image *img);
 
+/* Limits and options of the image loaders. */
+typedef struct imret_image_config {
+    size_t max_pixels;     /* refuse images whose header declares more; checked BEFORE
+                              decoding (decompression bombs). Default 1<<28 (268 Mpx).   */
+    size_t max_file_bytes; /* refuse larger files (file loader). Default 1 GiB.          */
+    int apply_exif;        /* 1 (default): rotate/flip JPEGs per their EXIF orientation */
+} imret_image_config;
+IMRET_API imret_image_config imret_image_config_init(void);
+
+/* Decode a JPEG/PNG/BMP/GIF/TGA/PSD/HDR/PIC/PNM file (format detected from content, not
+   from the name) to 8-bit pixels, with the EXIF orientation of JPEGs applied. cfg may be
+   NULL. Errors: IMRET_ERROR_IO (cannot read), IMRET_ERROR_IMAGE_DECODE (not an image or
+   corrupt; includes zero-byte files), IMRET_ERROR_IMAGE_SIZE (over max_pixels),
+   IMRET_ERROR_LIMIT (file over max_file_bytes). */
+IMRET_API imret_result imret_image_load_file(const char *path, const imret_image_config *cfg,
+                                             imret_image *out);
+IMRET_API imret_result imret_image_load_memory(const void *data, size_t size,
+                                               const imret_image_config *cfg, imret_image *out);
+/* EXIF orientation (1..8) of a JPEG in memory; 1 when absent or not a JPEG. */
+IMRET_API int imret_jpeg_orientation(const void *data, size_t size);
+/* Apply an EXIF orientation (1..8) in place: afterwards the pixels are upright. */
+IMRET_API imret_result imret_image_orient(imret_image *img, int orientation);
+
+typedef enum imret_resize_mode {
+    IMRET_RESIZE_LONGEST_SIDE = 0, /* keep aspect ratio, longest side = longest_side  */
+    IMRET_RESIZE_CENTER_CROP = 1,  /* shorter side = resize_side, then crop_size^2 centre
+                                      crop (ImageNet classification protocol)          */
+    IMRET_RESIZE_NONE = 2          /* use the image at its own size                   */
+} imret_resize_mode;
+
+typedef struct imret_preprocess_config {
+    imret_resize_mode mode;
+    int longest_side;      /* LONGEST_SIDE: target of the longest side; default 512    */
+    int upscale;           /* LONGEST_SIDE: 1 (default) also enlarges smaller images   */
+    int resize_side;       /* CENTER_CROP: default 256                                  */
+    int crop_size;         /* CENTER_CROP: default 224                                  */
+    int min_side;          /* result's shorter side is at least this (tiny images are
+                              enlarged); default 32, the smallest input the nets take  */
+    int min_source_side;   /* refuse images with a side below this; default 1           */
+    uint8_t background[3]; /* RGB colour alpha channels are composited on; default
+                              128,128,128 (neutral grey)                                */
+} imret_preprocess_config;
+IMRET_API imret_preprocess_config imret_preprocess_config_init(void);
+
+/* Image -> network input (3 x H x W floats): grey/alpha handled, resized with
+   stb_image_resize (triangle filter, i.e. antialiased bilinear, on 8-bit values), then
+   channel order, scale, mean and std from the model file. *out is owned by the caller. */
+IMRET_API imret_result imret_preprocess(const imret_model *model, const imret_image *img,
+                                        const imret_preprocess_config *cfg, imret_tensor *out);
+
 /* ======================================================================================
    [api: models]
    ====================================================================================== */
-typedef struct imret_model imret_model; /* opaque; read-only after load, shareable */
 
 typedef enum imret_arch {
     IMRET_ARCH_VGG11, IMRET_ARCH_VGG13, IMRET_ARCH_VGG16, IMRET_ARCH_VGG19,
@@ -168,6 +221,8 @@ typedef struct imret_model_info {
     float mean[3], std[3];    /* in network channel order                         */
     size_t parameter_count;   /* number of weights in the file                    */
     const char *source;       /* provenance string from the file header, or ""   */
+    uint64_t fingerprint;     /* identifies the weights (file CRC and size): indexes
+                                 record it so vectors of different models never mix */
 } imret_model_info;
 
 /* Load a .imw weight file (see weights/FORMAT.md). Every header field, offset, length,
@@ -260,6 +315,12 @@ IMRET_API imret_result imret_forward_logits(imret_context *ctx, const imret_tens
 #define IMRET_DEF
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define IMRET__UNUSED __attribute__((unused))
+#else
+#define IMRET__UNUSED
+#endif
+
 #if defined(_MSC_VER)
 #define IMRET__THREAD_LOCAL __declspec(thread)
 #elif defined(__GNUC__) || defined(__clang__)
@@ -316,20 +377,20 @@ static int imret__mul(size_t a, size_t b, size_t *out) {
     *out = a * b;
     return 1;
 }
-static int imret__add(size_t a, size_t b, size_t *out) {
+static IMRET__UNUSED int imret__add(size_t a, size_t b, size_t *out) {
     if (b > SIZE_MAX - a) return 0;
     *out = a + b;
     return 1;
 }
 /* a*b*c*d with overflow check (use 1 for unused factors). */
-static int imret__mul4(size_t a, size_t b, size_t c, size_t d, size_t *out) {
+static IMRET__UNUSED int imret__mul4(size_t a, size_t b, size_t c, size_t d, size_t *out) {
     size_t t;
     return imret__mul(a, b, &t) && imret__mul(t, c, &t) && imret__mul(t, d, out);
 }
 
 static void *imret__malloc(size_t n) { return IMRET_MALLOC(n ? n : 1); }
 /* calloc through IMRET_MALLOC, overflow-checked. */
-static void *imret__calloc(size_t count, size_t size) {
+static IMRET__UNUSED void *imret__calloc(size_t count, size_t size) {
     size_t n;
     void *p;
     if (!imret__mul(count, size, &n)) return NULL;
@@ -341,11 +402,11 @@ static void *imret__calloc(size_t count, size_t size) {
 static uint32_t imret__rd32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-static uint64_t imret__rd64(const uint8_t *p) { return imret__rd32(p) | (uint64_t)imret__rd32(p + 4) << 32; }
-static void imret__wr32(uint8_t *p, uint32_t v) {
+static IMRET__UNUSED uint64_t imret__rd64(const uint8_t *p) { return imret__rd32(p) | (uint64_t)imret__rd32(p + 4) << 32; }
+static IMRET__UNUSED void imret__wr32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
 }
-static void imret__wr64(uint8_t *p, uint64_t v) { imret__wr32(p, (uint32_t)v); imret__wr32(p + 4, (uint32_t)(v >> 32)); }
+static IMRET__UNUSED void imret__wr64(uint8_t *p, uint64_t v) { imret__wr32(p, (uint32_t)v); imret__wr32(p + 4, (uint32_t)(v >> 32)); }
 
 /* CRC-32 (zlib / ISO-HDLC polynomial, reflected 0xEDB88320), slicing-by-4 tables built on
    first use. crc = imret__crc32(0, data, n) matches Python's zlib.crc32(data). */
@@ -494,7 +555,1532 @@ static int imret__threads(int requested) {
 #endif
 }
 
-/* ---- @@BASE_END@@ (the rest of the implementation follows) ---- */
+/* ======================================================================================
+   [impl: kernels (scalar)]
+   The portable kernels. They are the oracle of the SIMD paths and are written to be read
+   against the math. Layout: activations C x H x W (channel planes), convolution weights
+   out x (in*kh*kw), so a convolution is one GEMM  out[oc][p] = sum_k W[oc][k] * col[k][p]
+   over an im2col matrix (or the input itself for 1x1 stride-1 convolutions).
+   ====================================================================================== */
+#if IMRET__OMP
+#define IMRET__PRAGMA_SIMD _Pragma("omp simd")
+#else
+#define IMRET__PRAGMA_SIMD
+#endif
+
+/* Output size of a convolution/pool along one axis (floor mode, as PyTorch). */
+static int imret__out_dim(int n, int k, int stride, int pad) { return (n + 2 * pad - k) / stride + 1; }
+
+/* Epilogue shared by every GEMM kernel: y = acc + bias[m] (+ residual), then ReLU. */
+typedef struct imret__epilogue {
+    const float *bias;     /* [M] or NULL      */
+    const float *residual; /* [M][ldc] or NULL */
+    int relu;
+} imret__epilogue;
+
+/* Columns per tile: keep the K x TN panel of B around 256 KiB so it stays in L2 while the
+   row tiles of A walk over it (a tile is reused M/IMRET__TM times). */
+#define IMRET__TM 4
+#define IMRET__TN_MAX 256
+static int imret__gemm_tn(int K) {
+    int tn = 65536 / (K > 0 ? K : 1);
+    tn = tn / 16 * 16;
+    if (tn < 16) tn = 16;
+    if (tn > IMRET__TN_MAX) tn = IMRET__TN_MAX;
+    return tn;
+}
+
+/* C[M][N] = epilogue(A[M][K] * B[K][N]); row-major, B rows ldb apart, C (and the residual)
+   rows ldc apart. Tiles of IMRET__TM rows
+   x TN columns are independent, and each sums over k in the same order whatever the thread
+   count, so results are bit-identical for any number of threads. */
+static void imret__gemm_scalar(int M, int N, int K, const float *A, const float *B, size_t ldb,
+                               float *C, size_t ldc, const imret__epilogue *ep, int threads) {
+    int tn = imret__gemm_tn(K);
+    long m_tiles = (M + IMRET__TM - 1) / IMRET__TM, n_tiles = (N + tn - 1) / tn;
+    long total = m_tiles * n_tiles, t;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && total > 1)
+#endif
+    for (t = 0; t < total; t++) {
+        float acc[IMRET__TM][IMRET__TN_MAX];
+        int m0 = (int)(t % m_tiles) * IMRET__TM, n0 = (int)(t / m_tiles) * tn;
+        int mn = M - m0 < IMRET__TM ? M - m0 : IMRET__TM, nn = N - n0 < tn ? N - n0 : tn;
+        int i, j, kk;
+        for (i = 0; i < mn; i++)
+            for (j = 0; j < nn; j++) acc[i][j] = 0.0f;
+        for (kk = 0; kk < K; kk++) {
+            const float *brow = B + (size_t)kk * ldb + n0;
+            for (i = 0; i < mn; i++) {
+                float a = A[(size_t)(m0 + i) * K + kk];
+                float *arow = acc[i];
+                IMRET__PRAGMA_SIMD
+                for (j = 0; j < nn; j++) arow[j] += a * brow[j];
+            }
+        }
+        for (i = 0; i < mn; i++) {
+            float bias = ep->bias ? ep->bias[m0 + i] : 0.0f;
+            float *crow = C + (size_t)(m0 + i) * ldc + n0;
+            const float *rrow = ep->residual ? ep->residual + (size_t)(m0 + i) * ldc + n0 : NULL;
+            for (j = 0; j < nn; j++) {
+                float v = acc[i][j] + bias;
+                if (rrow) v += rrow[j];
+                if (ep->relu && v < 0.0f) v = 0.0f;
+                crow[j] = v;
+            }
+        }
+    }
+}
+
+/* im2col for a k x k convolution, output pixels [p0, p0+pn): col[(ic*k + ky)*k + kx][p-p0] =
+   in[ic][iy][ix] for p = oy*ow + ox, zero outside the image. Working on pixel ranges bounds
+   the col buffer (the caller chunks large layers). */
+static void imret__im2col(const float *in, int ic_n, int h, int w, int k, int stride, int pad,
+                          int ow, long p0, long pn, float *col, int threads) {
+    long rows = (long)ic_n * k * k, r;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#endif
+    for (r = 0; r < rows; r++) {
+        int ic = (int)(r / (k * k)), ky = (int)(r / k % k), kx = (int)(r % k);
+        const float *plane = in + (size_t)ic * h * w;
+        float *dst = col + (size_t)r * pn;
+        long p;
+        for (p = 0; p < pn; p++) {
+            int oy = (int)((p0 + p) / ow), ox = (int)((p0 + p) % ow);
+            int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+            dst[p] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? plane[(size_t)iy * w + ix] : 0.0f;
+        }
+    }
+}
+
+/* Max pool k x k / stride / pad; padded cells never win (PyTorch semantics). */
+static void imret__maxpool(const float *in, int c, int h, int w, int k, int stride, int pad,
+                           float *out, int oh, int ow, int threads) {
+    int ch;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#endif
+    for (ch = 0; ch < c; ch++) {
+        const float *plane = in + (size_t)ch * h * w;
+        float *dst = out + (size_t)ch * oh * ow;
+        int oy, ox, ky, kx;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                float m = -INFINITY;
+                for (ky = 0; ky < k; ky++) {
+                    int iy = oy * stride - pad + ky;
+                    if (iy < 0 || iy >= h) continue;
+                    for (kx = 0; kx < k; kx++) {
+                        int ix = ox * stride - pad + kx;
+                        if (ix >= 0 && ix < w && plane[iy * w + ix] > m) m = plane[iy * w + ix];
+                    }
+                }
+                dst[oy * ow + ox] = m;
+            }
+    }
+}
+
+/* PyTorch AdaptiveAvgPool2d: cell i covers [floor(i*n/o), ceil((i+1)*n/o)). */
+static void imret__adaptive_avgpool(const float *in, int c, int h, int w, int oh, int ow, float *out) {
+    int ch, oy, ox, y, x;
+    for (ch = 0; ch < c; ch++)
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                int y0 = oy * h / oh, y1 = ((oy + 1) * h + oh - 1) / oh;
+                int x0 = ox * w / ow, x1 = ((ox + 1) * w + ow - 1) / ow;
+                double s = 0.0;
+                for (y = y0; y < y1; y++)
+                    for (x = x0; x < x1; x++) s += in[((size_t)ch * h + y) * w + x];
+                out[((size_t)ch * oh + oy) * ow + ox] = (float)(s / ((y1 - y0) * (x1 - x0)));
+            }
+}
+
+/* y[o] = b[o] + sum_i W[o][i] x[i]  (optionally ReLU). */
+static void imret__linear(const float *W, const float *b, const float *x, int in_n, int out_n,
+                          int relu, float *y, int threads) {
+    int o;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#endif
+    for (o = 0; o < out_n; o++) {
+        const float *row = W + (size_t)o * in_n;
+        double s = b ? b[o] : 0.0;
+        int i;
+        for (i = 0; i < in_n; i++) s += (double)row[i] * x[i];
+        y[o] = (relu && s < 0.0) ? 0.0f : (float)s;
+    }
+}
+
+/* Kernel table: one entry per op that has (or will have) ISA-specific versions. */
+typedef struct imret__kernels {
+    void (*gemm)(int M, int N, int K, const float *A, const float *B, size_t ldb, float *C,
+                 size_t ldc, const imret__epilogue *ep, int threads);
+} imret__kernels;
+
+static imret__kernels imret__kernels_for(imret_simd level) {
+    imret__kernels k;
+    (void)level;
+    k.gemm = imret__gemm_scalar;
+    return k;
+}
+
+/* ======================================================================================
+   [impl: weight file]
+   .imw parsing (weights/FORMAT.md). Everything is validated against the byte count before
+   a tensor is touched: header text, table bounds, each record's dtype/ndim/shape/offset/
+   length, alignment and overlap, then the CRC of the whole file.
+   ====================================================================================== */
+#define IMRET__IMW_MAGIC "\x89IMRETW\n"
+#define IMRET__IMW_FIXED 32
+#define IMRET__IMW_RECORD 96
+#define IMRET__IMW_MAX_HEADER 65536
+#define IMRET__IMW_MAX_TENSORS 4096
+
+enum { IMRET__DT_F32 = 1, IMRET__DT_F16 = 2, IMRET__DT_BF16 = 3, IMRET__DT_I8 = 4 };
+
+typedef struct imret__imw_tensor {
+    char name[48];
+    uint32_t dtype, ndim;
+    uint32_t shape[4];
+    const uint8_t *data;
+    uint64_t nbytes;
+    size_t count; /* number of elements */
+} imret__imw_tensor;
+
+typedef struct imret__imw {
+    const char *header; /* not NUL-terminated: header_len bytes */
+    size_t header_len;
+    uint32_t n;
+    imret__imw_tensor *t;
+    uint32_t crc;
+    uint64_t file_size;
+} imret__imw;
+
+#define IMRET__BAIL(code, ...) do { rc = imret__fail(code, __VA_ARGS__); goto fail; } while (0)
+
+static size_t imret__dtype_size(uint32_t dt) {
+    switch (dt) {
+    case IMRET__DT_F32: return 4;
+    case IMRET__DT_F16: case IMRET__DT_BF16: return 2;
+    case IMRET__DT_I8: return 1;
+    }
+    return 0;
+}
+
+static size_t imret__align(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+/* Parse and validate; on success w->t is allocated (free with IMRET_FREE). */
+static imret_result imret__imw_parse(const uint8_t *buf, size_t size, int check_crc, imret__imw *w) {
+    uint32_t version, hlen, n, i;
+    size_t table, data_start;
+    uint64_t *spans = NULL;
+    imret_result rc = IMRET_ERROR_FORMAT;
+    memset(w, 0, sizeof *w);
+    if (size < IMRET__IMW_FIXED)
+        return imret__fail(IMRET_ERROR_FORMAT, "weights: file is %lu bytes, shorter than the %d-byte header",
+                           (unsigned long)size, IMRET__IMW_FIXED);
+    if (memcmp(buf, IMRET__IMW_MAGIC, 8) != 0)
+        return imret__fail(IMRET_ERROR_FORMAT, "weights: bad magic (not an .imw weight file)");
+    version = imret__rd32(buf + 8);
+    if (version != 1)
+        return imret__fail(IMRET_ERROR_VERSION, "weights: file version %u, this build reads version 1", version);
+    hlen = imret__rd32(buf + 12);
+    n = imret__rd32(buf + 16);
+    w->crc = imret__rd32(buf + 20);
+    w->file_size = imret__rd64(buf + 24);
+    if (w->file_size != (uint64_t)size)
+        return imret__fail(IMRET_ERROR_FORMAT, "weights: header says %llu bytes but the file has %lu (truncated or padded)",
+                           (unsigned long long)w->file_size, (unsigned long)size);
+    if (hlen == 0 || hlen > IMRET__IMW_MAX_HEADER)
+        return imret__fail(IMRET_ERROR_FORMAT, "weights: header length %u out of range 1..%d", hlen, IMRET__IMW_MAX_HEADER);
+    if (n == 0 || n > IMRET__IMW_MAX_TENSORS)
+        return imret__fail(IMRET_ERROR_FORMAT, "weights: tensor count %u out of range 1..%d", n, IMRET__IMW_MAX_TENSORS);
+    table = imret__align(IMRET__IMW_FIXED + (size_t)hlen, 8);
+    data_start = table + (size_t)n * IMRET__IMW_RECORD;
+    if (data_start > size)
+        return imret__fail(IMRET_ERROR_FORMAT, "weights: tensor table (%u records) runs past the end of the file", n);
+    if (memchr(buf + IMRET__IMW_FIXED, 0, hlen))
+        return imret__fail(IMRET_ERROR_FORMAT, "weights: header text contains a NUL byte");
+    if (check_crc) {
+        uint32_t crc = imret__crc32(0, buf + 24, size - 24);
+        if (crc != w->crc)
+            return imret__fail(IMRET_ERROR_CHECKSUM, "weights: CRC-32 is %08x, header says %08x (file corrupted)", crc, w->crc);
+    }
+    w->header = (const char *)buf + IMRET__IMW_FIXED;
+    w->header_len = hlen;
+    w->n = n;
+    w->t = (imret__imw_tensor *)imret__calloc(n, sizeof *w->t);
+    spans = (uint64_t *)imret__calloc((size_t)n * 2, sizeof *spans);
+    if (!w->t || !spans) {
+        IMRET_FREE(w->t);
+        IMRET_FREE(spans);
+        w->t = NULL;
+        return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory for %u tensor records", n);
+    }
+    for (i = 0; i < n; i++) {
+        const uint8_t *r = buf + table + (size_t)i * IMRET__IMW_RECORD;
+        imret__imw_tensor *t = &w->t[i];
+        uint64_t off = imret__rd64(r + 72), nb = imret__rd64(r + 80);
+        size_t count = 1, j, len, esz;
+        memcpy(t->name, r, 48);
+        len = memchr(t->name, 0, 48) ? strlen(t->name) : 48;
+        if (len == 0 || len > 47) { IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor record %u has an empty or unterminated name", i); }
+        for (j = 0; j < len; j++) {
+            char ch = t->name[j];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.')) {
+                IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor record %u has an invalid name", i);
+            }
+        }
+        for (j = len; j < 48; j++)
+            if (t->name[j]) { IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor %s: name padding is not zero", t->name); }
+        t->dtype = imret__rd32(r + 48);
+        t->ndim = imret__rd32(r + 52);
+        esz = imret__dtype_size(t->dtype);
+        if (!esz) { IMRET__BAIL(IMRET_ERROR_UNSUPPORTED, "weights: tensor %s has unknown dtype %u", t->name, t->dtype); }
+        if (t->ndim < 1 || t->ndim > 4) { IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor %s has %u dimensions (1..4 allowed)", t->name, t->ndim); }
+        for (j = 0; j < 4; j++) {
+            t->shape[j] = imret__rd32(r + 56 + 4 * j);
+            if (j < t->ndim ? t->shape[j] == 0 : t->shape[j] != 0) {
+                IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor %s has an invalid shape entry %u = %u", t->name, (unsigned)j, t->shape[j]);
+            }
+            if (j < t->ndim && !imret__mul(count, t->shape[j], &count)) {
+                IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor %s: element count overflows", t->name);
+            }
+        }
+        if (!imret__mul(count, esz, &len) || (uint64_t)len != nb) {
+            IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor %s: byte length %llu does not match its shape and dtype",
+                        t->name, (unsigned long long)nb);
+        }
+        if (off % 64 != 0 || off < data_start || off > size || nb > size - off) {
+            IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor %s: data [%llu, +%llu) is misaligned or outside the file (%lu bytes)",
+                        t->name, (unsigned long long)off, (unsigned long long)nb, (unsigned long)size);
+        }
+        if (imret__rd64(r + 88) != 0) { IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor %s: reserved field is not zero", t->name); }
+        for (j = 0; j < i; j++)
+            if (!strcmp(w->t[j].name, t->name)) { IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor %s appears twice", t->name); }
+        t->data = buf + off;
+        t->nbytes = nb;
+        t->count = count;
+        spans[2 * i] = off;
+        spans[2 * i + 1] = off + nb;
+    }
+    /* Overlap: sort the (start, end) pairs by start; each must end before the next starts.
+       Pairs are sorted as 128-bit units so starts and ends stay together. */
+    {
+        uint64_t *starts = spans; /* reuse: build index order by start */
+        uint32_t a, b;
+        for (a = 1; a < n; a++) { /* insertion sort on pairs: n <= 4096, and files are ordered */
+            uint64_t s0 = starts[2 * a], e0 = starts[2 * a + 1];
+            b = a;
+            while (b > 0 && starts[2 * (b - 1)] > s0) {
+                starts[2 * b] = starts[2 * (b - 1)];
+                starts[2 * b + 1] = starts[2 * (b - 1) + 1];
+                b--;
+            }
+            starts[2 * b] = s0;
+            starts[2 * b + 1] = e0;
+        }
+        for (a = 1; a < n; a++)
+            if (starts[2 * a] < starts[2 * (a - 1) + 1]) {
+                IMRET__BAIL(IMRET_ERROR_FORMAT, "weights: tensor data regions overlap at offset %llu", (unsigned long long)starts[2 * a]);
+            }
+    }
+    IMRET_FREE(spans);
+    return IMRET_OK;
+fail:
+    IMRET_FREE(spans);
+    IMRET_FREE(w->t);
+    w->t = NULL;
+    return rc;
+}
+
+static const imret__imw_tensor *imret__imw_find(const imret__imw *w, const char *name) {
+    uint32_t i;
+    for (i = 0; i < w->n; i++)
+        if (!strcmp(w->t[i].name, name)) return &w->t[i];
+    return NULL;
+}
+
+/* Header lookup: copies the value of `key` (up to the end of its line) into out. */
+static int imret__imw_get(const imret__imw *w, const char *key, char *out, size_t out_size) {
+    size_t klen = strlen(key), pos = 0;
+    while (pos < w->header_len) {
+        size_t end = pos;
+        while (end < w->header_len && w->header[end] != '\n') end++;
+        if (end - pos > klen && !memcmp(w->header + pos, key, klen) && w->header[pos + klen] == '=') {
+            size_t vlen = end - pos - klen - 1;
+            if (vlen >= out_size) vlen = out_size - 1;
+            memcpy(out, w->header + pos + klen + 1, vlen);
+            out[vlen] = 0;
+            while (vlen > 0 && (out[vlen - 1] == '\r' || out[vlen - 1] == ' ')) out[--vlen] = 0;
+            return 1;
+        }
+        pos = end + 1;
+    }
+    return 0;
+}
+
+/* Parse up to n comma-separated finite floats; returns how many were read, -1 on junk. */
+static int imret__parse_floats(const char *s, float *out, int n) {
+    int i = 0;
+    while (*s && i < n) {
+        char *end;
+        double v;
+        errno = 0;
+        v = strtod(s, &end);
+        if (end == s || errno == ERANGE || v != v || v > 3.0e38 || v < -3.0e38) return -1;
+        out[i++] = (float)v;
+        s = end;
+        while (*s == ' ') s++;
+        if (*s == ',') s++;
+        else if (*s) return -1;
+    }
+    return *s ? -1 : i;
+}
+
+static float imret__half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, mant = h & 1023, bits;
+    float f;
+    if (exp == 0) {
+        f = ldexpf((float)mant, -24);
+        return sign ? -f : f;
+    }
+    if (exp == 31) bits = sign | 0x7f800000u | (mant << 13);
+    else bits = sign | ((exp + 112) << 23) | (mant << 13);
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Copy tensor t into floats (converting f16/bf16). i8 needs its scale tensor: unsupported
+   here until the reduced-precision path lands. */
+static imret_result imret__imw_to_f32(const imret__imw_tensor *t, float *dst) {
+    size_t i;
+    switch (t->dtype) {
+    case IMRET__DT_F32:
+        for (i = 0; i < t->count; i++) {
+            uint32_t b = imret__rd32(t->data + 4 * i);
+            memcpy(&dst[i], &b, 4);
+        }
+        break;
+    case IMRET__DT_F16:
+        for (i = 0; i < t->count; i++) dst[i] = imret__half_to_float((uint16_t)(t->data[2 * i] | t->data[2 * i + 1] << 8));
+        break;
+    case IMRET__DT_BF16:
+        for (i = 0; i < t->count; i++) {
+            uint32_t b = (uint32_t)(t->data[2 * i] | t->data[2 * i + 1] << 8) << 16;
+            memcpy(&dst[i], &b, 4);
+        }
+        break;
+    default:
+        return imret__fail(IMRET_ERROR_UNSUPPORTED, "weights: tensor %s: dtype %u is not supported by this build", t->name, t->dtype);
+    }
+    for (i = 0; i < t->count; i++)
+        if (!(dst[i] - dst[i] == 0.0f))
+            return imret__fail(IMRET_ERROR_FORMAT, "weights: tensor %s holds a NaN or infinity at element %lu", t->name, (unsigned long)i);
+    return IMRET_OK;
+}
+
+/* ======================================================================================
+   [impl: models]
+   Architectures are built from small tables (VGG config lists; ResNet block type, layer
+   counts and stride placement). BatchNorm is folded into the convolution at load:
+   w' = w * g/sqrt(v+eps), b' = (b - m) * g/sqrt(v+eps) + beta  (computed in double).
+   ====================================================================================== */
+typedef struct imret__conv {
+    int in_c, out_c, k, stride, pad;
+    float *w; /* out_c x (in_c*k*k), BN folded */
+    float *b; /* out_c                         */
+} imret__conv;
+
+typedef struct imret__block { /* ResNet basic (c1,c2) or bottleneck (c1,c2,c3) block */
+    imret__conv c1, c2, c3, down;
+    int has_down;
+} imret__block;
+
+typedef struct imret__fc {
+    int in_n, out_n;
+    float *w, *b;
+} imret__fc;
+
+#define IMRET__VGG_MAX 24
+struct imret_model {
+    imret_arch arch;
+    int is_vgg, bottleneck, keras;
+    float bn_eps;
+    int input_bgr;
+    float input_scale, mean[3], std[3];
+    int vgg_plan[IMRET__VGG_MAX], vgg_n; /* >= 0: index into convs; -1: 2x2 max pool */
+    imret__conv *convs;                  /* VGG convolutions                         */
+    int n_convs;
+    imret__conv stem;                    /* ResNet                                   */
+    imret__block *blocks;
+    int n_blocks, stage_blocks[4];
+    imret__fc fc[3];
+    int n_fc, num_classes, feature_channels;
+    size_t params;
+    uint64_t fingerprint;
+    char source[256];
+};
+
+static const char *const imret__arch_names[IMRET_ARCH_COUNT] = {
+    "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "keras_resnet50"};
+
+IMRET_DEF const char *imret_arch_name(imret_arch arch) {
+    return (unsigned)arch < IMRET_ARCH_COUNT ? imret__arch_names[arch] : "unknown";
+}
+
+/* VGG configurations (torchvision): channel counts, 0 = max pool, terminated by -1. */
+static const int imret__vgg_cfg[4][22] = {
+    {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0, -1},
+    {64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0, -1},
+    {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0, -1},
+    {64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0, -1}};
+static const int imret__resnet_layers[5][4] = {{2, 2, 2, 2}, {3, 4, 6, 3}, {3, 4, 6, 3}, {3, 4, 23, 3}, {3, 8, 36, 3}};
+
+typedef struct imret__loader {
+    const imret__imw *w;
+    unsigned char *used; /* per tensor: consumed by the architecture */
+    imret_model *m;
+} imret__loader;
+
+static const imret__imw_tensor *imret__need(imret__loader *L, const char *name, int ndim, const uint32_t *shape,
+                                            imret_result *rc) {
+    const imret__imw_tensor *t = imret__imw_find(L->w, name);
+    int j;
+    if (!t) {
+        *rc = imret__fail(IMRET_ERROR_MISSING, "weights: tensor %s is missing (arch %s)", name, imret_arch_name(L->m->arch));
+        return NULL;
+    }
+    for (j = 0; j < 4; j++) {
+        uint32_t want = j < ndim ? shape[j] : 0;
+        if ((int)t->ndim != ndim || t->shape[j] != want) {
+            char got[64], exp[64];
+            snprintf(got, sizeof got, "%ux%ux%ux%u", t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+            snprintf(exp, sizeof exp, "%ux%ux%ux%u", shape[0], ndim > 1 ? shape[1] : 0, ndim > 2 ? shape[2] : 0, ndim > 3 ? shape[3] : 0);
+            *rc = imret__fail(IMRET_ERROR_SHAPE, "weights: tensor %s has shape %s (%u dims), expected %s (%d dims) for %s",
+                              name, got, t->ndim, exp, ndim, imret_arch_name(L->m->arch));
+            return NULL;
+        }
+    }
+    L->used[t - L->w->t] = 1;
+    L->m->params += t->count;
+    return t;
+}
+
+/* Load conv `cname` (+ optional bias) and fold BatchNorm `bname` (NULL: none) into it. */
+static imret_result imret__load_conv(imret__loader *L, const char *cname, const char *bname, int in_c, int out_c,
+                                     int k, int stride, int pad, int has_bias, imret__conv *cv) {
+    char name[64];
+    uint32_t wshape[4], vshape[4] = {0, 0, 0, 0};
+    const imret__imw_tensor *tw, *tb = NULL, *bn[4] = {NULL, NULL, NULL, NULL};
+    static const char *const bn_parts[4] = {"weight", "bias", "running_mean", "running_var"};
+    float *tmp = NULL;
+    size_t per_out = (size_t)in_c * k * k, i;
+    imret_result rc = IMRET_OK;
+    int oc, j;
+    wshape[0] = (uint32_t)out_c; wshape[1] = (uint32_t)in_c; wshape[2] = wshape[3] = (uint32_t)k;
+    vshape[0] = (uint32_t)out_c;
+    cv->in_c = in_c; cv->out_c = out_c; cv->k = k; cv->stride = stride; cv->pad = pad;
+    snprintf(name, sizeof name, "%s.weight", cname);
+    if (!(tw = imret__need(L, name, 4, wshape, &rc))) return rc;
+    if (has_bias) {
+        snprintf(name, sizeof name, "%s.bias", cname);
+        if (!(tb = imret__need(L, name, 1, vshape, &rc))) return rc;
+    }
+    if (bname)
+        for (j = 0; j < 4; j++) {
+            snprintf(name, sizeof name, "%s.%s", bname, bn_parts[j]);
+            if (!(bn[j] = imret__need(L, name, 1, vshape, &rc))) return rc;
+        }
+    cv->w = (float *)imret__calloc(per_out * out_c, sizeof(float));
+    cv->b = (float *)imret__calloc((size_t)out_c, sizeof(float));
+    tmp = (float *)imret__calloc((size_t)out_c * 5, sizeof(float));
+    if (!cv->w || !cv->b || !tmp) { IMRET_FREE(tmp); return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", cname); }
+    if ((rc = imret__imw_to_f32(tw, cv->w)) != IMRET_OK) goto done;
+    if (tb && (rc = imret__imw_to_f32(tb, tmp + 4 * (size_t)out_c)) != IMRET_OK) goto done;
+    for (j = 0; j < 4 && bname; j++)
+        if ((rc = imret__imw_to_f32(bn[j], tmp + (size_t)j * out_c)) != IMRET_OK) goto done;
+    for (oc = 0; oc < out_c; oc++) {
+        double bias = tb ? tmp[4 * (size_t)out_c + oc] : 0.0, scale = 1.0;
+        if (bname) {
+            double var = tmp[3 * (size_t)out_c + oc];
+            if (var < 0.0) { rc = imret__fail(IMRET_ERROR_FORMAT, "weights: %s.running_var[%d] is negative", bname, oc); goto done; }
+            scale = tmp[oc] / sqrt(var + L->m->bn_eps);
+            bias = (bias - tmp[2 * (size_t)out_c + oc]) * scale + tmp[(size_t)out_c + oc];
+            for (i = 0; i < per_out; i++) cv->w[oc * per_out + i] = (float)(cv->w[oc * per_out + i] * scale);
+        }
+        cv->b[oc] = (float)bias;
+    }
+done:
+    IMRET_FREE(tmp);
+    return rc;
+}
+
+static imret_result imret__load_fc(imret__loader *L, const char *name, int in_n, int out_n, imret__fc *fc) {
+    char nm[64];
+    uint32_t ws[4], bs[4] = {0, 0, 0, 0};
+    const imret__imw_tensor *tw, *tb;
+    imret_result rc = IMRET_OK;
+    ws[0] = (uint32_t)out_n; ws[1] = (uint32_t)in_n; ws[2] = ws[3] = 0;
+    bs[0] = (uint32_t)out_n;
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    if (!(tw = imret__need(L, nm, 2, ws, &rc))) return rc;
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    if (!(tb = imret__need(L, nm, 1, bs, &rc))) return rc;
+    fc->in_n = in_n; fc->out_n = out_n;
+    fc->w = (float *)imret__calloc((size_t)in_n * out_n, sizeof(float));
+    fc->b = (float *)imret__calloc((size_t)out_n, sizeof(float));
+    if (!fc->w || !fc->b) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", name);
+    if ((rc = imret__imw_to_f32(tw, fc->w)) != IMRET_OK) return rc;
+    return imret__imw_to_f32(tb, fc->b);
+}
+
+static void imret__conv_free(imret__conv *c) { IMRET_FREE(c->w); IMRET_FREE(c->b); c->w = c->b = NULL; }
+
+IMRET_DEF void imret_model_free(imret_model *m) {
+    int i;
+    if (!m) return;
+    for (i = 0; i < m->n_convs; i++) imret__conv_free(&m->convs[i]);
+    IMRET_FREE(m->convs);
+    imret__conv_free(&m->stem);
+    for (i = 0; i < m->n_blocks; i++) {
+        imret__conv_free(&m->blocks[i].c1); imret__conv_free(&m->blocks[i].c2);
+        imret__conv_free(&m->blocks[i].c3); imret__conv_free(&m->blocks[i].down);
+    }
+    IMRET_FREE(m->blocks);
+    for (i = 0; i < 3; i++) { IMRET_FREE(m->fc[i].w); IMRET_FREE(m->fc[i].b); }
+    IMRET_FREE(m);
+}
+
+static imret_result imret__build_vgg(imret__loader *L) {
+    imret_model *m = L->m;
+    const int *cfg = imret__vgg_cfg[m->arch % 4];
+    int bn = m->arch >= IMRET_ARCH_VGG11_BN, idx = 0, in_c = 3, i, n = 0;
+    imret_result rc;
+    for (i = 0; cfg[i] >= 0; i++) n += cfg[i] > 0;
+    m->convs = (imret__conv *)imret__calloc((size_t)n, sizeof(imret__conv));
+    if (!m->convs) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory");
+    for (i = 0; cfg[i] >= 0; i++) {
+        if (cfg[i] == 0) {
+            m->vgg_plan[m->vgg_n++] = -1;
+            idx += 1;
+        } else {
+            char cn[32], bnn[32];
+            snprintf(cn, sizeof cn, "features.%d", idx);
+            snprintf(bnn, sizeof bnn, "features.%d", idx + 1);
+            rc = imret__load_conv(L, cn, bn ? bnn : NULL, in_c, cfg[i], 3, 1, 1, 1, &m->convs[m->n_convs]);
+            m->n_convs++;
+            if (rc) return rc;
+            m->vgg_plan[m->vgg_n++] = m->n_convs - 1;
+            in_c = cfg[i];
+            idx += bn ? 3 : 2;
+        }
+    }
+    m->feature_channels = 512;
+    if (m->num_classes) {
+        static const char *const names[3] = {"classifier.0", "classifier.3", "classifier.6"};
+        int ins[3] = {512 * 7 * 7, 4096, 4096}, outs[3] = {4096, 4096, 0};
+        outs[2] = m->num_classes;
+        for (i = 0; i < 3; i++)
+            if ((rc = imret__load_fc(L, names[i], ins[i], outs[i], &m->fc[i])) != IMRET_OK) return rc;
+        m->n_fc = 3;
+    }
+    return IMRET_OK;
+}
+
+static imret_result imret__build_resnet(imret__loader *L) {
+    imret_model *m = L->m;
+    int depth_idx = m->keras ? 2 : m->arch - IMRET_ARCH_RESNET18;
+    int exp = m->bottleneck ? 4 : 1, in_c = 64, s, i, b = 0, total = 0;
+    const int *layers = imret__resnet_layers[depth_idx];
+    int bias = m->keras;
+    imret_result rc;
+    for (s = 0; s < 4; s++) total += layers[s];
+    m->blocks = (imret__block *)imret__calloc((size_t)total, sizeof(imret__block));
+    if (!m->blocks) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory");
+    if ((rc = imret__load_conv(L, "conv1", "bn1", 3, 64, 7, 2, 3, bias, &m->stem)) != IMRET_OK) return rc;
+    for (s = 0; s < 4; s++) {
+        int width = 64 << s;
+        m->stage_blocks[s] = layers[s];
+        for (i = 0; i < layers[s]; i++, b++) {
+            imret__block *blk = &m->blocks[b];
+            int stride = (i == 0 && s > 0) ? 2 : 1;
+            char p[32], c[64], n[64];
+            snprintf(p, sizeof p, "layer%d.%d", s + 1, i);
+            m->n_blocks = b + 1;
+            if (m->bottleneck) {
+                /* v1.5 (torchvision): stride on the 3x3; v1 (Keras): on the first 1x1 */
+                int s1 = m->keras ? stride : 1, s2 = m->keras ? 1 : stride;
+                snprintf(c, sizeof c, "%s.conv1", p); snprintf(n, sizeof n, "%s.bn1", p);
+                if ((rc = imret__load_conv(L, c, n, in_c, width, 1, s1, 0, bias, &blk->c1))) return rc;
+                snprintf(c, sizeof c, "%s.conv2", p); snprintf(n, sizeof n, "%s.bn2", p);
+                if ((rc = imret__load_conv(L, c, n, width, width, 3, s2, 1, bias, &blk->c2))) return rc;
+                snprintf(c, sizeof c, "%s.conv3", p); snprintf(n, sizeof n, "%s.bn3", p);
+                if ((rc = imret__load_conv(L, c, n, width, width * exp, 1, 1, 0, bias, &blk->c3))) return rc;
+            } else {
+                snprintf(c, sizeof c, "%s.conv1", p); snprintf(n, sizeof n, "%s.bn1", p);
+                if ((rc = imret__load_conv(L, c, n, in_c, width, 3, stride, 1, bias, &blk->c1))) return rc;
+                snprintf(c, sizeof c, "%s.conv2", p); snprintf(n, sizeof n, "%s.bn2", p);
+                if ((rc = imret__load_conv(L, c, n, width, width, 3, 1, 1, bias, &blk->c2))) return rc;
+            }
+            if (stride != 1 || in_c != width * exp) {
+                blk->has_down = 1;
+                snprintf(c, sizeof c, "%s.downsample.0", p); snprintf(n, sizeof n, "%s.downsample.1", p);
+                if ((rc = imret__load_conv(L, c, n, in_c, width * exp, 1, stride, 0, bias, &blk->down))) return rc;
+            }
+            in_c = width * exp;
+        }
+    }
+    m->feature_channels = in_c;
+    if (m->num_classes) {
+        if ((rc = imret__load_fc(L, "fc", in_c, m->num_classes, &m->fc[0])) != IMRET_OK) return rc;
+        m->n_fc = 1;
+    }
+    return IMRET_OK;
+}
+
+static imret_result imret__model_from_imw(const imret__imw *w, imret_model **out) {
+    char val[256];
+    imret_model *m;
+    imret__loader L;
+    imret_result rc = IMRET_OK;
+    int i, nf;
+    *out = NULL;
+    m = (imret_model *)imret__calloc(1, sizeof *m);
+    L.w = w; L.m = m;
+    L.used = (unsigned char *)imret__calloc(w->n, 1);
+    if (!m || !L.used) { IMRET_FREE(m); IMRET_FREE(L.used); return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory"); }
+    if (!imret__imw_get(w, "arch", val, sizeof val)) { rc = imret__fail(IMRET_ERROR_MISSING, "weights: header has no arch= line"); goto done; }
+    m->arch = IMRET_ARCH_COUNT;
+    for (i = 0; i < IMRET_ARCH_COUNT; i++)
+        if (!strcmp(val, imret__arch_names[i])) m->arch = (imret_arch)i;
+    if (m->arch == IMRET_ARCH_COUNT) { rc = imret__fail(IMRET_ERROR_UNSUPPORTED, "weights: unknown architecture '%s'", val); goto done; }
+    m->is_vgg = m->arch <= IMRET_ARCH_VGG19_BN;
+    m->keras = m->arch == IMRET_ARCH_KERAS_RESNET50;
+    m->bottleneck = m->keras || (m->arch >= IMRET_ARCH_RESNET50 && m->arch <= IMRET_ARCH_RESNET152);
+#define IMRET__HDR_FLOATS(key, dst, n, lo, hi)                                                                  \
+    do {                                                                                                         \
+        int k_;                                                                                                  \
+        if (!imret__imw_get(w, key, val, sizeof val)) { rc = imret__fail(IMRET_ERROR_MISSING, "weights: header has no %s= line", key); goto done; } \
+        if (imret__parse_floats(val, dst, n) != n) { rc = imret__fail(IMRET_ERROR_FORMAT, "weights: header %s='%s' is not %d numbers", key, val, n); goto done; } \
+        for (k_ = 0; k_ < n; k_++)                                                                               \
+            if (!((dst)[k_] >= (lo) && (dst)[k_] <= (hi))) { rc = imret__fail(IMRET_ERROR_FORMAT, "weights: header %s='%s' is out of range", key, val); goto done; } \
+    } while (0)
+    IMRET__HDR_FLOATS("input_scale", &m->input_scale, 1, 1e-6f, 1e6f);
+    IMRET__HDR_FLOATS("mean", m->mean, 3, -1e6f, 1e6f);
+    IMRET__HDR_FLOATS("std", m->std, 3, 1e-6f, 1e6f);
+    IMRET__HDR_FLOATS("bn_eps", &m->bn_eps, 1, 0.0f, 1.0f);
+    {
+        float classes;
+        IMRET__HDR_FLOATS("classes", &classes, 1, 0.0f, 100000.0f);
+        m->num_classes = (int)classes;
+        if ((float)m->num_classes != classes) { rc = imret__fail(IMRET_ERROR_FORMAT, "weights: header classes is not an integer"); goto done; }
+    }
+#undef IMRET__HDR_FLOATS
+    if (!imret__imw_get(w, "input_order", val, sizeof val) || (strcmp(val, "rgb") && strcmp(val, "bgr"))) {
+        rc = imret__fail(IMRET_ERROR_FORMAT, "weights: header input_order must be rgb or bgr");
+        goto done;
+    }
+    m->input_bgr = !strcmp(val, "bgr");
+    if (imret__imw_get(w, "source", val, sizeof val)) snprintf(m->source, sizeof m->source, "%s", val);
+    m->fingerprint = ((uint64_t)w->crc << 32) ^ w->file_size;
+    rc = m->is_vgg ? imret__build_vgg(&L) : imret__build_resnet(&L);
+    if (rc) goto done;
+    for (i = 0, nf = 0; i < (int)w->n; i++)
+        if (!L.used[i]) {
+            rc = imret__fail(IMRET_ERROR_FORMAT, "weights: tensor %s is not part of %s%s (wrong arch= in header?)",
+                             w->t[i].name, imret_arch_name(m->arch), m->num_classes ? "" : " without classifier");
+            goto done;
+        }
+    (void)nf;
+done:
+    IMRET_FREE(L.used);
+    if (rc) imret_model_free(m);
+    else *out = m;
+    return rc;
+}
+
+IMRET_DEF imret_model_config imret_model_config_init(void) {
+    imret_model_config c;
+    memset(&c, 0, sizeof c);
+    c.max_file_bytes = (size_t)2 << 30;
+    return c;
+}
+
+IMRET_DEF imret_result imret_model_load_memory(const void *data, size_t size, const imret_model_config *cfg,
+                                               imret_model **out) {
+    imret_model_config def = imret_model_config_init();
+    imret__imw w;
+    imret_result rc;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_load_memory: out is NULL");
+    *out = NULL;
+    if (!data) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_load_memory: data is NULL");
+    if (!cfg) cfg = &def;
+    if (size > cfg->max_file_bytes)
+        return imret__fail(IMRET_ERROR_LIMIT, "weights: %lu bytes exceeds max_file_bytes (%lu)", (unsigned long)size,
+                           (unsigned long)cfg->max_file_bytes);
+    if ((rc = imret__imw_parse((const uint8_t *)data, size, !cfg->skip_checksum, &w)) != IMRET_OK) return rc;
+    rc = imret__model_from_imw(&w, out);
+    IMRET_FREE(w.t);
+    return rc;
+}
+
+IMRET_DEF imret_result imret_model_get_info(const imret_model *m, imret_model_info *info) {
+    int i;
+    if (!m || !info) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_get_info: NULL argument");
+    memset(info, 0, sizeof *info);
+    info->arch = m->arch;
+    info->arch_name = imret_arch_name(m->arch);
+    info->feature_channels = m->feature_channels;
+    info->feature_stride = m->is_vgg ? 16 : 32;
+    info->num_classes = m->num_classes;
+    info->input_bgr = m->input_bgr;
+    info->input_scale = m->input_scale;
+    for (i = 0; i < 3; i++) { info->mean[i] = m->mean[i]; info->std[i] = m->std[i]; }
+    info->parameter_count = m->params;
+    info->source = m->source;
+    info->fingerprint = m->fingerprint;
+    return IMRET_OK;
+}
+
+/* ======================================================================================
+   [impl: forward pass]
+   One walker runs the network twice: a dry run (sizes only) plans the workspace, the real
+   run computes. Both share the code, so the plan cannot disagree with the execution.
+   ====================================================================================== */
+struct imret_context {
+    const imret_model *model;
+    int threads;
+    size_t max_ws;
+    imret__kernels kern;
+    float *ws;                /* one arena: 4 activation buffers, col buffer, head buffers */
+    size_t ws_floats;
+};
+
+/* Cap of the im2col buffer: larger convolutions are run in pixel chunks. */
+#define IMRET__COL_MAX_FLOATS ((size_t)4 << 20)
+
+typedef struct imret__run {
+    imret_context *ctx;
+    int dry;
+    size_t max_act, max_col; /* dry run: largest activation / col chunk, in floats */
+    float *col;
+    const imret_forward_options *opts;
+} imret__run;
+
+/* out = relu?(conv(in) + bias (+ residual)); shapes in/out as C x H x W. */
+static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *in, int h, int w, float *out,
+                            const float *residual, int relu, int *oh_out, int *ow_out) {
+    int oh = imret__out_dim(h, cv->k, cv->stride, cv->pad), ow = imret__out_dim(w, cv->k, cv->stride, cv->pad);
+    long npix = (long)oh * ow, K = (long)cv->in_c * cv->k * cv->k, chunk, p0;
+    int direct = cv->k == 1 && cv->stride == 1 && cv->pad == 0;
+    imret__epilogue ep;
+    *oh_out = oh;
+    *ow_out = ow;
+    chunk = direct ? npix : (long)(IMRET__COL_MAX_FLOATS / (size_t)K);
+    if (chunk > npix) chunk = npix;
+    if (chunk > 256) chunk = chunk / 256 * 256;
+    if (chunk < 1) chunk = 1;
+    if (R->dry) {
+        size_t act = (size_t)cv->out_c * (size_t)npix, col = direct ? 0 : (size_t)K * (size_t)chunk;
+        if (act > R->max_act) R->max_act = act;
+        if (col > R->max_col) R->max_col = col;
+        return;
+    }
+    ep.bias = cv->b;
+    ep.relu = relu;
+    for (p0 = 0; p0 < npix; p0 += chunk) {
+        long pn = npix - p0 < chunk ? npix - p0 : chunk;
+        ep.residual = residual ? residual + p0 : NULL;
+        if (direct) {
+            R->ctx->kern.gemm(cv->out_c, (int)pn, (int)K, cv->w, in + p0, (size_t)npix, out + p0, (size_t)npix, &ep, R->ctx->threads);
+        } else {
+            imret__im2col(in, cv->in_c, h, w, cv->k, cv->stride, cv->pad, ow, p0, pn, R->col, R->ctx->threads);
+            R->ctx->kern.gemm(cv->out_c, (int)pn, (int)K, cv->w, R->col, (size_t)pn, out + p0, (size_t)npix, &ep, R->ctx->threads);
+        }
+    }
+}
+
+static void imret__stage(imret__run *R, const char *name, float *data, int c, int h, int w) {
+    imret_tensor t;
+    if (R->dry || !R->opts || !R->opts->on_stage) return;
+    t.c = c; t.h = h; t.w = w; t.data = data;
+    R->opts->on_stage(R->opts->user, name, &t);
+}
+
+static void imret__pool_run(imret__run *R, const float *in, int c, int h, int w, int k, int s, int p, float *out,
+                            int *oh, int *ow) {
+    *oh = imret__out_dim(h, k, s, p);
+    *ow = imret__out_dim(w, k, s, p);
+    if (R->dry) {
+        size_t act = (size_t)c * (size_t)*oh * (size_t)*ow;
+        if (act > R->max_act) R->max_act = act;
+        return;
+    }
+    imret__maxpool(in, c, h, w, k, s, p, out, *oh, *ow, R->ctx->threads);
+}
+
+/* Runs the trunk; buf[0..3] are activation buffers. Returns the feature map location. */
+static float *imret__trunk(imret__run *R, const imret_tensor *x, float **buf, int *fc, int *fh, int *fw) {
+    const imret_model *m = R->ctx->model;
+    int h = x->h, w = x->w, c = 3, oh, ow, i;
+    const float *cur = x->data;
+    if (m->is_vgg) {
+        int which = 0, pools = 0;
+        char name[16];
+        for (i = 0; i < m->vgg_n; i++) {
+            float *dst = buf[which];
+            if (m->vgg_plan[i] < 0) {
+                if (i == m->vgg_n - 1) { /* features are taken before the last pool; the
+                                            classifier's pool later runs in the col buffer */
+                    size_t last = (size_t)c * (size_t)imret__out_dim(h, 2, 2, 0) * (size_t)imret__out_dim(w, 2, 2, 0);
+                    if (R->dry && last > R->max_col) R->max_col = last;
+                    break;
+                }
+                imret__pool_run(R, cur, c, h, w, 2, 2, 0, dst, &oh, &ow);
+                snprintf(name, sizeof name, "block%d", ++pools);
+                imret__stage(R, name, dst, c, oh, ow);
+            } else {
+                const imret__conv *cv = &m->convs[m->vgg_plan[i]];
+                imret__conv_run(R, cv, cur, h, w, dst, NULL, 1, &oh, &ow);
+                c = cv->out_c;
+            }
+            h = oh; w = ow; cur = dst; which ^= 1;
+        }
+    } else {
+        float *t1, *t2, *t3;
+        int b = 0, s;
+        imret__conv_run(R, &m->stem, cur, h, w, buf[0], NULL, 1, &oh, &ow);
+        imret__pool_run(R, buf[0], 64, oh, ow, 3, 2, 1, buf[1], &h, &w);
+        c = 64;
+        imret__stage(R, "stem", buf[1], c, h, w);
+        cur = buf[1];
+        t1 = buf[0]; t2 = buf[2]; t3 = buf[3];
+        for (s = 0; s < 4; s++) {
+            char name[16];
+            for (i = 0; i < m->stage_blocks[s]; i++, b++) {
+                const imret__block *blk = &m->blocks[b];
+                const float *shortcut = cur;
+                float *outp;
+                int h1, w1, h2, w2, hd, wd;
+                imret__conv_run(R, &blk->c1, cur, h, w, t1, NULL, 1, &h1, &w1);
+                if (blk->has_down) {
+                    imret__conv_run(R, &blk->down, cur, h, w, t3, NULL, 0, &hd, &wd);
+                    shortcut = t3;
+                }
+                if (m->bottleneck) {
+                    imret__conv_run(R, &blk->c2, t1, h1, w1, t2, NULL, 1, &h2, &w2);
+                    imret__conv_run(R, &blk->c3, t2, h2, w2, t1, shortcut, 1, &oh, &ow);
+                    outp = t1;
+                    c = blk->c3.out_c;
+                } else {
+                    imret__conv_run(R, &blk->c2, t1, h1, w1, t2, shortcut, 1, &oh, &ow);
+                    outp = t2;
+                    c = blk->c2.out_c;
+                }
+                /* rotate: the block output becomes cur, the old cur a free buffer */
+                {
+                    float *old = (float *)cur;
+                    cur = outp;
+                    if (outp == t1) t1 = old; else t2 = old;
+                }
+                h = oh; w = ow;
+            }
+            snprintf(name, sizeof name, "stage%d", s + 1);
+            imret__stage(R, name, (float *)cur, c, h, w);
+        }
+    }
+    *fc = c; *fh = h; *fw = w;
+    imret__stage(R, "features", (float *)cur, c, h, w);
+    return (float *)cur;
+}
+
+IMRET_DEF imret_context_config imret_context_config_init(void) {
+    imret_context_config c;
+    memset(&c, 0, sizeof c);
+    c.threads = 0;
+    c.max_workspace_bytes = (size_t)4 << 30;
+    return c;
+}
+
+IMRET_DEF imret_result imret_context_create(const imret_model *model, const imret_context_config *cfg,
+                                            imret_context **out) {
+    imret_context_config def = imret_context_config_init();
+    imret_context *ctx;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_context_create: out is NULL");
+    *out = NULL;
+    if (!model) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_context_create: model is NULL");
+    if (!cfg) cfg = &def;
+    if (cfg->threads < 0 || cfg->threads > 1024)
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_context_create: threads = %d (0..1024)", cfg->threads);
+    ctx = (imret_context *)imret__calloc(1, sizeof *ctx);
+    if (!ctx) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_context_create: out of memory");
+    ctx->model = model;
+    ctx->threads = imret__threads(cfg->threads);
+    ctx->max_ws = cfg->max_workspace_bytes ? cfg->max_workspace_bytes : def.max_workspace_bytes;
+    ctx->kern = imret__kernels_for(imret__simd_resolve(IMRET_SIMD_AUTO));
+    *out = ctx;
+    return IMRET_OK;
+}
+
+IMRET_DEF void imret_context_destroy(imret_context *ctx) {
+    if (!ctx) return;
+    IMRET_FREE(ctx->ws);
+    IMRET_FREE(ctx);
+}
+
+#define IMRET__MAX_INPUT_SIDE 8192
+#define IMRET__HEAD_FLOATS (512 * 7 * 7 + 4096 + 4096 + 2048)
+
+/* Validate the input, plan, and (re)grow the arena; then run. */
+static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, const imret_forward_options *opts,
+                                   float **feat, int *fc, int *fh, int *fw, float **head, float **scratch) {
+    imret__run R;
+    float *buf[4];
+    size_t need, act4;
+    if (!ctx || !x) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_forward: NULL argument");
+    if (!x->data) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_forward: input tensor has no data");
+    if (x->c != 3) return imret__fail(IMRET_ERROR_SHAPE, "imret_forward: input has %d channels, expected 3", x->c);
+    if (x->h < 32 || x->w < 32)
+        return imret__fail(IMRET_ERROR_IMAGE_SIZE, "imret_forward: input %dx%d is smaller than 32x32", x->w, x->h);
+    if (x->h > IMRET__MAX_INPUT_SIDE || x->w > IMRET__MAX_INPUT_SIDE)
+        return imret__fail(IMRET_ERROR_IMAGE_SIZE, "imret_forward: input %dx%d is larger than %dx%d", x->w, x->h,
+                           IMRET__MAX_INPUT_SIDE, IMRET__MAX_INPUT_SIDE);
+    memset(&R, 0, sizeof R);
+    R.ctx = ctx;
+    R.dry = 1;
+    buf[0] = buf[1] = buf[2] = buf[3] = NULL;
+    imret__trunk(&R, x, buf, fc, fh, fw);
+    if (!imret__mul(R.max_act, 4, &act4) || !imret__add(act4, R.max_col, &need) ||
+        !imret__add(need, IMRET__HEAD_FLOATS, &need) || need > ctx->max_ws / sizeof(float))
+        return imret__fail(IMRET_ERROR_LIMIT, "imret_forward: input %dx%d needs more workspace than max_workspace_bytes (%lu)",
+                           x->w, x->h, (unsigned long)ctx->max_ws);
+    if (need > ctx->ws_floats) {
+        float *ws = (float *)imret__malloc(need * sizeof(float));
+        if (!ws) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_forward: cannot allocate %lu bytes of workspace",
+                                    (unsigned long)(need * sizeof(float)));
+        IMRET_FREE(ctx->ws);
+        ctx->ws = ws;
+        ctx->ws_floats = need;
+    }
+    buf[0] = ctx->ws;
+    buf[1] = buf[0] + R.max_act;
+    buf[2] = buf[1] + R.max_act;
+    buf[3] = buf[2] + R.max_act;
+    R.col = buf[3] + R.max_act;
+    *head = R.col + R.max_col;
+    *scratch = R.col;
+    R.dry = 0;
+    R.opts = opts;
+    *feat = imret__trunk(&R, x, buf, fc, fh, fw);
+    return IMRET_OK;
+}
+
+IMRET_DEF imret_result imret_forward(imret_context *ctx, const imret_tensor *input, imret_tensor *features,
+                                     const imret_forward_options *opts) {
+    float *feat, *head, *scratch;
+    int c, h, w;
+    imret_result rc;
+    if (!features) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_forward: features is NULL");
+    memset(features, 0, sizeof *features);
+    if ((rc = imret__forward(ctx, input, opts, &feat, &c, &h, &w, &head, &scratch)) != IMRET_OK) return rc;
+    features->c = c; features->h = h; features->w = w; features->data = feat;
+    return IMRET_OK;
+}
+
+IMRET_DEF imret_result imret_forward_logits(imret_context *ctx, const imret_tensor *input, float *logits,
+                                            size_t logits_len, const imret_forward_options *opts) {
+    const imret_model *m;
+    float *feat, *head, *scratch;
+    int c, h, w, i;
+    imret_result rc;
+    imret__run R;
+    if (!ctx || !logits) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_forward_logits: NULL argument");
+    m = ctx->model;
+    if (!m->num_classes) return imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_forward_logits: the model file has no classifier");
+    if (logits_len < (size_t)m->num_classes)
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_forward_logits: logits has room for %lu scores, model has %d classes",
+                           (unsigned long)logits_len, m->num_classes);
+    if ((rc = imret__forward(ctx, input, opts, &feat, &c, &h, &w, &head, &scratch)) != IMRET_OK) return rc;
+    memset(&R, 0, sizeof R);
+    R.ctx = ctx;
+    R.opts = opts;
+    if (m->is_vgg) {
+        /* last max pool (into the col buffer, planned for it), adaptive 7x7 average, 3 linear */
+        float *a = head, *b1 = head + 512 * 7 * 7, *b2 = b1 + 4096;
+        int ph = imret__out_dim(h, 2, 2, 0), pw = imret__out_dim(w, 2, 2, 0);
+        imret__maxpool(feat, c, h, w, 2, 2, 0, scratch, ph, pw, ctx->threads);
+        imret__adaptive_avgpool(scratch, c, ph, pw, 7, 7, a);
+        imret__linear(m->fc[0].w, m->fc[0].b, a, m->fc[0].in_n, 4096, 1, b1, ctx->threads);
+        imret__linear(m->fc[1].w, m->fc[1].b, b1, 4096, 4096, 1, b2, ctx->threads);
+        imret__linear(m->fc[2].w, m->fc[2].b, b2, 4096, m->num_classes, 0, logits, ctx->threads);
+    } else {
+        float *pooled = head;
+        for (i = 0; i < c; i++) {
+            double s = 0.0;
+            long p;
+            for (p = 0; p < (long)h * w; p++) s += feat[(size_t)i * h * w + p];
+            pooled[i] = (float)(s / ((double)h * w));
+        }
+        imret__stage(&R, "pooled", pooled, c, 1, 1);
+        imret__linear(m->fc[0].w, m->fc[0].b, pooled, c, m->num_classes, 0, logits, ctx->threads);
+    }
+    {
+        imret_tensor t;
+        t.c = m->num_classes; t.h = 1; t.w = 1; t.data = logits;
+        if (opts && opts->on_stage) opts->on_stage(opts->user, "logits", &t);
+    }
+    return IMRET_OK;
+}
+
+/* ======================================================================================
+   [impl: file I/O]
+   Whole-file reads with a size limit, and read-only mappings. POSIX open/read/mmap where
+   available (checked descriptors, no stdio FILE), stdio elsewhere.
+   ====================================================================================== */
+#ifndef IMRET_NO_STDIO
+#if defined(__unix__) || defined(__APPLE__)
+#define IMRET__POSIX 1
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/mman.h>
+#include <fcntl.h>
+#include <unistd.h>
+#else
+#define IMRET__POSIX 0
+#endif
+
+/* Read a whole file (<= max_bytes) into a fresh buffer (free with IMRET_FREE), or map it
+   read-only when *mapped is non-NULL and mapping is possible (then *mapped = 1 and the
+   caller releases it with imret__unmap). what names the kind of file in messages. */
+static imret_result imret__read_file(const char *path, size_t max_bytes, const char *what, uint8_t **data,
+                                     size_t *size, int *mapped) {
+#if IMRET__POSIX
+    struct stat st;
+    int fd;
+    size_t got = 0;
+    uint8_t *buf;
+    *data = NULL;
+    *size = 0;
+    fd = open(path, O_RDONLY);
+    if (fd < 0) return imret__fail(IMRET_ERROR_IO, "%s: cannot open %s: %s", what, path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return imret__fail(IMRET_ERROR_IO, "%s: %s is not a regular file", what, path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(fd);
+        return imret__fail(IMRET_ERROR_LIMIT, "%s: %s is %llu bytes, over the limit of %lu", what, path,
+                           (unsigned long long)st.st_size, (unsigned long)max_bytes);
+    }
+    if (mapped && *mapped && st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (p == MAP_FAILED) return imret__fail(IMRET_ERROR_IO, "%s: cannot map %s: %s", what, path, strerror(errno));
+        *data = (uint8_t *)p;
+        *size = (size_t)st.st_size;
+        return IMRET_OK;
+    }
+    if (mapped) *mapped = 0;
+    buf = (uint8_t *)imret__malloc((size_t)st.st_size);
+    if (!buf) {
+        close(fd);
+        return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "%s: cannot allocate %llu bytes for %s", what,
+                           (unsigned long long)st.st_size, path);
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            int e = errno;
+            IMRET_FREE(buf);
+            close(fd);
+            return imret__fail(IMRET_ERROR_IO, "%s: read error on %s: %s", what, path, r < 0 ? strerror(e) : "file shrank");
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *data = buf;
+    *size = got;
+    return IMRET_OK;
+#else
+    FILE *f = fopen(path, "rb");
+    long n;
+    uint8_t *buf;
+    if (mapped) *mapped = 0;
+    *data = NULL;
+    *size = 0;
+    if (!f) return imret__fail(IMRET_ERROR_IO, "%s: cannot open %s", what, path);
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return imret__fail(IMRET_ERROR_IO, "%s: cannot size %s", what, path);
+    }
+    if ((unsigned long)n > max_bytes) {
+        fclose(f);
+        return imret__fail(IMRET_ERROR_LIMIT, "%s: %s is %ld bytes, over the limit of %lu", what, path, n, (unsigned long)max_bytes);
+    }
+    buf = (uint8_t *)imret__malloc((size_t)n);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        IMRET_FREE(buf);
+        fclose(f);
+        return imret__fail(buf ? IMRET_ERROR_IO : IMRET_ERROR_OUT_OF_MEMORY, "%s: cannot read %s", what, path);
+    }
+    fclose(f);
+    *data = buf;
+    *size = (size_t)n;
+    return IMRET_OK;
+#endif
+}
+
+static void imret__release_file(uint8_t *data, size_t size, int mapped) {
+#if IMRET__POSIX
+    if (mapped) {
+        if (data) munmap(data, size);
+        return;
+    }
+#endif
+    (void)size;
+    (void)mapped;
+    IMRET_FREE(data);
+}
+
+IMRET_DEF imret_result imret_model_load_file(const char *path, const imret_model_config *cfg, imret_model **out) {
+    imret_model_config def = imret_model_config_init();
+    uint8_t *data;
+    size_t size;
+    int mapped;
+    imret_result rc;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_load_file: out is NULL");
+    *out = NULL;
+    if (!path) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_load_file: path is NULL");
+    if (!cfg) cfg = &def;
+    mapped = cfg->use_mmap;
+    if ((rc = imret__read_file(path, cfg->max_file_bytes, "weights", &data, &size, &mapped)) != IMRET_OK) return rc;
+    rc = imret_model_load_memory(data, size, cfg, out);
+    imret__release_file(data, size, mapped);
+    if (rc != IMRET_OK) {
+        /* prefix the file name to the detail */
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", imret_last_error());
+        imret__fail(rc, "%s: %s", path, tmp);
+    }
+    return rc;
+}
+#endif /* IMRET_NO_STDIO */
+
+/* ======================================================================================
+   [impl: image I/O]
+   Decoding with stb_image (compiled privately into this unit unless the host provides it),
+   EXIF orientation for JPEGs, resizing with stb_image_resize, model normalisation.
+   ====================================================================================== */
+#ifndef IMRET_NO_STB_IMAGE
+#ifndef IMRET_STB_IMAGE_INCLUDED
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wpedantic"
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wduplicated-branches"
+#endif
+#endif
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_MALLOC(sz) IMRET_MALLOC(sz)
+#define STBI_REALLOC(p, sz) IMRET_REALLOC(p, sz)
+#define STBI_FREE(p) IMRET_FREE(p)
+#define STBI_NO_STDIO
+#define STBI_FAILURE_USERMSG
+#include "stb_image.h"
+/* stb_image 2.27 declares this but never defines it; with STB_IMAGE_STATIC that warns. */
+STBIDEF void stbi_set_unpremultiply_on_load_thread(int flag_true_if_should_unpremultiply) {
+    (void)flag_true_if_should_unpremultiply;
+}
+#define STB_IMAGE_RESIZE_STATIC
+#define STB_IMAGE_RESIZE_IMPLEMENTATION
+#define STBIR_MALLOC(sz, ctx) ((void)(ctx), IMRET_MALLOC(sz))
+#define STBIR_FREE(p, ctx) ((void)(ctx), IMRET_FREE(p))
+#include "stb_image_resize.h"
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif /* IMRET_STB_IMAGE_INCLUDED */
+#endif /* IMRET_NO_STB_IMAGE */
+
+IMRET_DEF void imret_tensor_free(imret_tensor *t) {
+    if (!t) return;
+    IMRET_FREE(t->data);
+    memset(t, 0, sizeof *t);
+}
+
+IMRET_DEF void imret_image_free(imret_image *img) {
+    if (!img) return;
+    IMRET_FREE(img->pixels);
+    memset(img, 0, sizeof *img);
+}
+
+IMRET_DEF imret_image_config imret_image_config_init(void) {
+    imret_image_config c;
+    memset(&c, 0, sizeof c);
+    c.max_pixels = (size_t)1 << 28;
+    c.max_file_bytes = (size_t)1 << 30;
+    c.apply_exif = 1;
+    return c;
+}
+
+/* Walk the JPEG marker segments up to the first scan, looking for APP1 "Exif\0\0" and its
+   IFD0 tag 0x0112. Every read is bounds-checked against size. */
+IMRET_DEF int imret_jpeg_orientation(const void *data, size_t size) {
+    const uint8_t *p = (const uint8_t *)data;
+    size_t pos = 2;
+    if (!p || size < 4 || p[0] != 0xFF || p[1] != 0xD8) return 1;
+    while (pos + 4 <= size) {
+        uint8_t marker;
+        size_t len;
+        if (p[pos] != 0xFF) return 1;
+        marker = p[pos + 1];
+        if (marker == 0xFF) { pos++; continue; } /* fill byte */
+        if (marker == 0xDA || marker == 0xD9) return 1; /* start of scan / end: no EXIF */
+        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) { pos += 2; continue; }
+        len = (size_t)p[pos + 2] << 8 | p[pos + 3];
+        if (len < 2 || len > size - pos - 2) return 1;
+        if (marker == 0xE1 && len >= 2 + 6 + 8 && !memcmp(p + pos + 4, "Exif\0\0", 6)) {
+            const uint8_t *t = p + pos + 10; /* TIFF header */
+            size_t tlen = len - 8, ifd, n, i;
+            int le;
+            if (t[0] == 'I' && t[1] == 'I') le = 1;
+            else if (t[0] == 'M' && t[1] == 'M') le = 0;
+            else return 1;
+#define IMRET__T16(o) (le ? (unsigned)(t[o] | t[(o) + 1] << 8) : (unsigned)(t[o] << 8 | t[(o) + 1]))
+#define IMRET__T32(o) (le ? ((size_t)t[o] | (size_t)t[(o) + 1] << 8 | (size_t)t[(o) + 2] << 16 | (size_t)t[(o) + 3] << 24) \
+                          : ((size_t)t[o] << 24 | (size_t)t[(o) + 1] << 16 | (size_t)t[(o) + 2] << 8 | (size_t)t[(o) + 3]))
+            if (IMRET__T16(2) != 42) return 1;
+            ifd = IMRET__T32(4);
+            if (ifd > tlen || tlen - ifd < 2) return 1;
+            n = IMRET__T16(ifd);
+            for (i = 0; i < n; i++) {
+                size_t e = ifd + 2 + 12 * i;
+                if (e > tlen || tlen - e < 12) return 1;
+                if (IMRET__T16(e) == 0x0112 && IMRET__T16(e + 2) == 3) {
+                    unsigned v = IMRET__T16(e + 8);
+                    return (v >= 1 && v <= 8) ? (int)v : 1;
+                }
+            }
+#undef IMRET__T16
+#undef IMRET__T32
+            return 1;
+        }
+        pos += 2 + len;
+    }
+    return 1;
+}
+
+IMRET_DEF imret_result imret_image_orient(imret_image *img, int orientation) {
+    int w, h, c, ow, oh, x, y, k;
+    uint8_t *dst;
+    if (!img || !img->pixels) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_image_orient: NULL image");
+    if (orientation < 1 || orientation > 8)
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_image_orient: orientation %d (1..8)", orientation);
+    if (orientation == 1) return IMRET_OK;
+    w = img->width; h = img->height; c = img->channels;
+    ow = orientation >= 5 ? h : w;
+    oh = orientation >= 5 ? w : h;
+    dst = (uint8_t *)imret__calloc((size_t)w * h, (size_t)c);
+    if (!dst) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_image_orient: out of memory");
+    for (y = 0; y < oh; y++)
+        for (x = 0; x < ow; x++) {
+            int sx, sy; /* source pixel of output (x, y), as PIL's ImageOps.exif_transpose */
+            switch (orientation) {
+            case 2: sx = w - 1 - x; sy = y; break;             /* mirror horizontal */
+            case 3: sx = w - 1 - x; sy = h - 1 - y; break;     /* rotate 180        */
+            case 4: sx = x; sy = h - 1 - y; break;             /* mirror vertical   */
+            case 5: sx = y; sy = x; break;                     /* transpose         */
+            case 6: sx = y; sy = h - 1 - x; break;             /* rotate 90 CW      */
+            case 7: sx = w - 1 - y; sy = h - 1 - x; break;     /* transverse        */
+            default: sx = w - 1 - y; sy = x; break;            /* 8: rotate 90 CCW  */
+            }
+            for (k = 0; k < c; k++) dst[((size_t)y * ow + x) * c + k] = img->pixels[((size_t)sy * w + sx) * c + k];
+        }
+    IMRET_FREE(img->pixels);
+    img->pixels = dst;
+    img->width = ow;
+    img->height = oh;
+    return IMRET_OK;
+}
+
+#ifndef IMRET_NO_STB_IMAGE
+IMRET_DEF imret_result imret_image_load_memory(const void *data, size_t size, const imret_image_config *cfg,
+                                               imret_image *out) {
+    imret_image_config def = imret_image_config_init();
+    int w, h, comp;
+    uint8_t *px;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_image_load_memory: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!data && size) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_image_load_memory: data is NULL");
+    if (!cfg) cfg = &def;
+    if (size == 0) return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: empty (0 bytes)");
+    if (size > (size_t)INT_MAX) return imret__fail(IMRET_ERROR_LIMIT, "image: %lu bytes is too large to decode", (unsigned long)size);
+    if (!stbi_info_from_memory((const stbi_uc *)data, (int)size, &w, &h, &comp))
+        return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: not a supported image format (%s)", stbi_failure_reason());
+    if (w <= 0 || h <= 0 || (size_t)w > cfg->max_pixels / (size_t)h)
+        return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: %dx%d pixels exceeds the limit of %lu pixels", w, h,
+                           (unsigned long)cfg->max_pixels);
+    px = stbi_load_from_memory((const stbi_uc *)data, (int)size, &w, &h, &comp, comp == 2 ? 4 : 0);
+    if (!px) return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: decoding failed (%s)", stbi_failure_reason());
+    out->width = w;
+    out->height = h;
+    out->channels = comp == 2 ? 4 : comp;
+    out->pixels = px;
+    if (cfg->apply_exif) {
+        imret_result rc = imret_image_orient(out, imret_jpeg_orientation(data, size));
+        if (rc) { imret_image_free(out); return rc; }
+    }
+    return IMRET_OK;
+}
+
+#ifndef IMRET_NO_STDIO
+IMRET_DEF imret_result imret_image_load_file(const char *path, const imret_image_config *cfg, imret_image *out) {
+    imret_image_config def = imret_image_config_init();
+    uint8_t *data;
+    size_t size;
+    imret_result rc;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_image_load_file: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!path) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_image_load_file: path is NULL");
+    if (!cfg) cfg = &def;
+    if ((rc = imret__read_file(path, cfg->max_file_bytes, "image", &data, &size, NULL)) != IMRET_OK) return rc;
+    rc = imret_image_load_memory(data, size, cfg, out);
+    IMRET_FREE(data);
+    if (rc != IMRET_OK) {
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", imret_last_error());
+        imret__fail(rc, "%s: %s", path, tmp);
+    }
+    return rc;
+}
+#endif
+#endif /* IMRET_NO_STB_IMAGE */
+
+IMRET_DEF imret_preprocess_config imret_preprocess_config_init(void) {
+    imret_preprocess_config c;
+    memset(&c, 0, sizeof c);
+    c.mode = IMRET_RESIZE_LONGEST_SIDE;
+    c.longest_side = 512;
+    c.upscale = 1;
+    c.resize_side = 256;
+    c.crop_size = 224;
+    c.min_side = 32;
+    c.min_source_side = 1;
+    c.background[0] = c.background[1] = c.background[2] = 128;
+    return c;
+}
+
+static int imret__round_pos(double v) { return v < 1.0 ? 1 : (int)(v + 0.5); }
+
+IMRET_DEF imret_result imret_preprocess(const imret_model *model, const imret_image *img,
+                                        const imret_preprocess_config *cfg, imret_tensor *out) {
+    imret_preprocess_config def = imret_preprocess_config_init();
+    int w, h, nw, nh, cx = 0, cy = 0, ow, oh, x, y, ch;
+    size_t npx;
+    uint8_t *rgb = NULL, *rs = NULL;
+    const uint8_t *src;
+    double scale = 1.0;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_preprocess: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!model || !img || !img->pixels) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_preprocess: NULL argument");
+    if (!cfg) cfg = &def;
+    w = img->width; h = img->height;
+    if (img->channels != 1 && img->channels != 3 && img->channels != 4)
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_preprocess: %d channels (1, 3 or 4 supported)", img->channels);
+    if (w <= 0 || h <= 0 || w > 1 << 20 || h > 1 << 20)
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_preprocess: image size %dx%d", w, h);
+    if (w < cfg->min_source_side || h < cfg->min_source_side)
+        return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: %dx%d is smaller than the minimum side of %d", w, h, cfg->min_source_side);
+    if (cfg->min_side < 1 || cfg->min_side > 4096 || (cfg->mode == IMRET_RESIZE_LONGEST_SIDE && (cfg->longest_side < cfg->min_side || cfg->longest_side > 8192)) ||
+        (cfg->mode == IMRET_RESIZE_CENTER_CROP && (cfg->crop_size < 1 || cfg->crop_size > cfg->resize_side || cfg->resize_side > 8192)) ||
+        (unsigned)cfg->mode > IMRET_RESIZE_NONE)
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_preprocess: invalid sizes in config (mode %d, longest %d, resize %d, crop %d, min %d)",
+                           (int)cfg->mode, cfg->longest_side, cfg->resize_side, cfg->crop_size, cfg->min_side);
+    /* target size */
+    if (cfg->mode == IMRET_RESIZE_LONGEST_SIDE) {
+        scale = (double)cfg->longest_side / (w > h ? w : h);
+        if (!cfg->upscale && scale > 1.0) scale = 1.0;
+    } else if (cfg->mode == IMRET_RESIZE_CENTER_CROP) {
+        scale = (double)cfg->resize_side / (w < h ? w : h);
+    }
+    if ((w < h ? w : h) * scale < cfg->min_side) scale = (double)cfg->min_side / (w < h ? w : h);
+    nw = imret__round_pos(w * scale);
+    nh = imret__round_pos(h * scale);
+    if ((nw < h ? nw : nh) < cfg->min_side) { /* rounding: keep the shorter side >= min_side */
+        if (nw < nh) nw = cfg->min_side; else nh = cfg->min_side;
+    }
+    if (nw > 16384 || nh > 16384)
+        return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: %dx%d would be resized to %dx%d, over 16384 pixels per side", w, h, nw, nh);
+    /* grey / alpha -> RGB */
+    npx = (size_t)w * h;
+    if (img->channels == 3) {
+        src = img->pixels;
+    } else {
+        size_t i;
+        rgb = (uint8_t *)imret__calloc(npx, 3);
+        if (!rgb) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_preprocess: out of memory");
+        for (i = 0; i < npx; i++) {
+            if (img->channels == 1) {
+                rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = img->pixels[i];
+            } else {
+                unsigned a = img->pixels[4 * i + 3];
+                for (ch = 0; ch < 3; ch++)
+                    rgb[3 * i + ch] = (uint8_t)((a * img->pixels[4 * i + ch] + (255 - a) * cfg->background[ch] + 127) / 255);
+            }
+        }
+        src = rgb;
+    }
+    if (nw != w || nh != h) {
+        rs = (uint8_t *)imret__calloc((size_t)nw * nh, 3);
+        if (!rs || !stbir_resize_uint8_generic(src, w, h, w * 3, rs, nw, nh, nw * 3, 3, STBIR_ALPHA_CHANNEL_NONE, 0,
+                                               STBIR_EDGE_CLAMP, STBIR_FILTER_TRIANGLE, STBIR_COLORSPACE_LINEAR, NULL)) {
+            IMRET_FREE(rs);
+            IMRET_FREE(rgb);
+            return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_preprocess: resizing to %dx%d failed (out of memory)", nw, nh);
+        }
+        src = rs;
+    }
+    ow = nw; oh = nh;
+    if (cfg->mode == IMRET_RESIZE_CENTER_CROP) {
+        ow = oh = cfg->crop_size;
+        if (ow > nw) ow = nw;
+        if (oh > nh) oh = nh;
+        cx = (nw - ow) / 2;
+        cy = (nh - oh) / 2;
+    }
+    out->data = (float *)imret__calloc((size_t)3 * ow * oh, sizeof(float));
+    if (!out->data) {
+        IMRET_FREE(rs);
+        IMRET_FREE(rgb);
+        return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_preprocess: out of memory");
+    }
+    out->c = 3; out->h = oh; out->w = ow;
+    for (ch = 0; ch < 3; ch++) {
+        int sc = model->input_bgr ? 2 - ch : ch;
+        float mul = model->input_scale / model->std[ch], add = -model->mean[ch] / model->std[ch];
+        float *plane = out->data + (size_t)ch * ow * oh;
+        for (y = 0; y < oh; y++)
+            for (x = 0; x < ow; x++)
+                plane[(size_t)y * ow + x] = src[((size_t)(y + cy) * nw + (x + cx)) * 3 + sc] * mul + add;
+    }
+    IMRET_FREE(rs);
+    IMRET_FREE(rgb);
+    return IMRET_OK;
+}
 
 #endif /* IMRET_IMPLEMENTATION_DONE */
 #endif /* IMRET_IMPLEMENTATION */
