@@ -309,16 +309,17 @@ IMRET_API imret_result imret_forward_logits(imret_context *ctx, const imret_tens
 #define IMRET_FREE(p) free(p)
 #endif
 
-#ifdef IMRET_STATIC
-#define IMRET_DEF static
-#else
-#define IMRET_DEF
-#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define IMRET__UNUSED __attribute__((unused))
 #else
 #define IMRET__UNUSED
+#endif
+
+#ifdef IMRET_STATIC
+#define IMRET_DEF static IMRET__UNUSED /* a static copy may use only part of the API */
+#else
+#define IMRET_DEF
 #endif
 
 #if defined(_MSC_VER)
@@ -1433,7 +1434,7 @@ static float *imret__trunk(imret__run *R, const imret_tensor *x, float **buf, in
     const float *cur = x->data;
     if (m->is_vgg) {
         int which = 0, pools = 0;
-        char name[16];
+        char name[24];
         for (i = 0; i < m->vgg_n; i++) {
             float *dst = buf[which];
             if (m->vgg_plan[i] < 0) {
@@ -1463,7 +1464,7 @@ static float *imret__trunk(imret__run *R, const imret_tensor *x, float **buf, in
         cur = buf[1];
         t1 = buf[0]; t2 = buf[2]; t3 = buf[3];
         for (s = 0; s < 4; s++) {
-            char name[16];
+            char name[24];
             for (i = 0; i < m->stage_blocks[s]; i++, b++) {
                 const imret__block *blk = &m->blocks[b];
                 const float *shortcut = cur;

