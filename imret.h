@@ -1930,8 +1930,22 @@ IMRET_DEF imret_result imret_image_load_memory(const void *data, size_t size, co
     if (!cfg) cfg = &def;
     if (size == 0) return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: empty (0 bytes)");
     if (size > (size_t)INT_MAX) return imret__fail(IMRET_ERROR_LIMIT, "image: %lu bytes is too large to decode", (unsigned long)size);
-    if (!stbi_info_from_memory((const stbi_uc *)data, (int)size, &w, &h, &comp))
-        return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: not a supported image format (%s)", stbi_failure_reason());
+    /* PNG: read the declared size from IHDR ourselves; stb_image refuses large ones before
+       its info call can report the size */
+    if (size >= 24 && !memcmp(data, "\x89PNG\r\n\x1a\n", 8) && !memcmp((const uint8_t *)data + 12, "IHDR", 4)) {
+        const uint8_t *p = (const uint8_t *)data + 16;
+        size_t pw = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+        size_t ph = (size_t)p[4] << 24 | (size_t)p[5] << 16 | (size_t)p[6] << 8 | p[7];
+        if (pw && ph && pw > cfg->max_pixels / ph)
+            return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: PNG header declares %lux%lu pixels, over the limit of %lu pixels",
+                               (unsigned long)pw, (unsigned long)ph, (unsigned long)cfg->max_pixels);
+    }
+    if (!stbi_info_from_memory((const stbi_uc *)data, (int)size, &w, &h, &comp)) {
+        const char *why = stbi_failure_reason();
+        if (why && strstr(why, "large"))
+            return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: declared size is too large to decode (%s)", why);
+        return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: not a supported image format (%s)", why ? why : "unknown");
+    }
     if (w <= 0 || h <= 0 || (size_t)w > cfg->max_pixels / (size_t)h)
         return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: %dx%d pixels exceeds the limit of %lu pixels", w, h,
                            (unsigned long)cfg->max_pixels);
