@@ -248,6 +248,8 @@ typedef struct imret_context imret_context;
 typedef struct imret_context_config {
     int threads;              /* OpenMP threads for this context; 0 = all cores, 1 = serial */
     size_t max_workspace_bytes; /* refuse inputs needing more; default 4 GiB            */
+    imret_simd simd;          /* kernel level: AUTO (default) = best the CPU allows, capped by
+                                 the IMRET_SIMD environment variable; SCALAR = portable    */
 } imret_context_config;
 IMRET_API imret_context_config imret_context_config_init(void);
 
@@ -579,6 +581,12 @@ typedef struct imret__epilogue {
     int relu;
 } imret__epilogue;
 
+/* Packed weights: panel p holds output channels 8p..8p+7, k-major, zero-padded rows. */
+#define IMRET__MR 8
+static float imret__wp_at(const float *wp, int K, int m, int k) {
+    return wp[(size_t)(m / IMRET__MR) * IMRET__MR * K + (size_t)k * IMRET__MR + m % IMRET__MR];
+}
+
 /* Columns per tile: keep the K x TN panel of B around 256 KiB so it stays in L2 while the
    row tiles of A walk over it (a tile is reused M/IMRET__TM times). */
 #define IMRET__TM 4
@@ -591,8 +599,8 @@ static int imret__gemm_tn(int K) {
     return tn;
 }
 
-/* C[M][N] = epilogue(A[M][K] * B[K][N]); row-major, B rows ldb apart, C (and the residual)
-   rows ldc apart. Tiles of IMRET__TM rows
+/* C[M][N] = epilogue(A[M][K] * B[K][N]); A packed (imret__wp_at), B rows ldb apart, C (and
+   the residual) rows ldc apart. Tiles of IMRET__TM rows
    x TN columns are independent, and each sums over k in the same order whatever the thread
    count, so results are bit-identical for any number of threads. */
 static void imret__gemm_scalar(int M, int N, int K, const float *A, const float *B, size_t ldb,
@@ -614,7 +622,7 @@ static void imret__gemm_scalar(int M, int N, int K, const float *A, const float 
         for (kk = 0; kk < K; kk++) {
             const float *brow = B + (size_t)kk * ldb + n0;
             for (i = 0; i < mn; i++) {
-                float a = A[(size_t)(m0 + i) * K + kk];
+                float a = imret__wp_at(A, K, m0 + i, kk);
                 float *arow = acc[i];
                 IMRET__PRAGMA_SIMD
                 for (j = 0; j < nn; j++) arow[j] += a * brow[j];
@@ -717,17 +725,255 @@ static void imret__linear(const float *W, const float *b, const float *x, int in
     }
 }
 
-/* Kernel table: one entry per op that has (or will have) ISA-specific versions. */
+/* Kernel table: the convolution GEMM in its portable form (the oracle) and the packed SIMD
+   form. The SIMD form never materialises im2col: it packs B panels straight from the input
+   planes (see imret__pack_b). */
+typedef struct imret__bsrc { /* B operand of a convolution GEMM: the implicit im2col matrix */
+    const float *in;         /* input planes c x h x w                                     */
+    int c, h, w, k, stride, pad, ow;
+} imret__bsrc;
+
+typedef void (*imret__ukr_fn)(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
+                              int first, int last, const float *bias, const float *res, int relu);
+
 typedef struct imret__kernels {
-    void (*gemm)(int M, int N, int K, const float *A, const float *B, size_t ldb, float *C,
-                 size_t ldc, const imret__epilogue *ep, int threads);
+    imret_simd level;
+    int nr;            /* columns per micro-tile (0: portable path, im2col + imret__gemm_scalar) */
+    imret__ukr_fn ukr; /* MR x nr micro-kernel                                                  */
 } imret__kernels;
+
+/* ======================================================================================
+   [impl: kernels (x86 SIMD)]
+   GotoBLAS-style convolution GEMM. A (weights) is packed once at load in panels of
+   IMRET__MR = 8 output channels, k-major (imret__wp_at). B is packed per (KC x NC) block in
+   panels of nr pixels, k-major, straight from the input planes. The micro-kernel keeps an
+   8 x nr tile of C in registers (AVX-512: nr = 32, 16 zmm accumulators; AVX2: nr = 16, two
+   passes of 4 rows x 2 ymm). Blocking: KC = 256 (an A panel is 8 KiB, L1), NC = 192 (a B
+   block is 192 KiB, L2, reused by every A panel of the tile). Tiles (NC columns x a range
+   of A panels) are independent and always sum k in the same order, so results do not depend
+   on the thread count. The epilogue (bias, residual, ReLU) is fused into the last KC block.
+   ====================================================================================== */
+#define IMRET__KC 256
+#define IMRET__NC 192
+#define IMRET__PACK_FLOATS ((size_t)IMRET__KC * IMRET__NC)
+
+/* Pack rows [k0, k0+kc) x columns [n0, n0+nc) of the implicit im2col matrix of s into
+   panels of nr columns: out[(j*kc + kk)*nr + t], zero-padded to whole panels. */
+static void imret__pack_b(const imret__bsrc *s, int k0, int kc, long n0, int nc, int nr, float *out) {
+    int kk, j, npan = (nc + nr - 1) / nr, k2 = s->k * s->k;
+    int plain = s->k == 1 && s->stride == 1 && s->pad == 0;
+    for (kk = 0; kk < kc; kk++) {
+        int r = k0 + kk, ic = r / k2, ky = r / s->k % s->k, kx = r % s->k;
+        const float *plane = s->in + (size_t)ic * s->h * s->w;
+        for (j = 0; j < npan; j++) {
+            float *dst = out + ((size_t)j * kc + kk) * nr;
+            int cols = nc - j * nr < nr ? nc - j * nr : nr, t = 0;
+            long p = n0 + (long)j * nr;
+            if (plain) {
+                memcpy(dst, plane + p, (size_t)cols * sizeof(float));
+                t = cols;
+            }
+            while (t < cols) {
+                int oy = (int)(p / s->ow), ox = (int)(p % s->ow);
+                int run = cols - t < s->ow - ox ? cols - t : s->ow - ox, u;
+                int iy = oy * s->stride - s->pad + ky;
+                if (iy < 0 || iy >= s->h) {
+                    memset(dst + t, 0, (size_t)run * sizeof(float));
+                } else if (s->stride == 1) {
+                    const float *row = plane + (size_t)iy * s->w;
+                    int ix0 = ox - s->pad + kx, lo = ix0 < 0 ? -ix0 : 0, hi = s->w - ix0 < run ? s->w - ix0 : run;
+                    if (hi < lo) hi = lo;
+                    for (u = 0; u < lo; u++) dst[t + u] = 0.0f;
+                    if (hi > lo) memcpy(dst + t + lo, row + ix0 + lo, (size_t)(hi - lo) * sizeof(float));
+                    for (u = hi; u < run; u++) dst[t + u] = 0.0f;
+                } else {
+                    const float *row = plane + (size_t)iy * s->w;
+                    for (u = 0; u < run; u++) {
+                        int ix = (ox + u) * s->stride - s->pad + kx;
+                        dst[t + u] = (ix >= 0 && ix < s->w) ? row[ix] : 0.0f;
+                    }
+                }
+                t += run;
+                p += run;
+            }
+            for (; t < nr; t++) dst[t] = 0.0f;
+        }
+    }
+}
+
+#if IMRET__X86
+#define IMRET__AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define IMRET__AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* 8 x 32 micro-kernel: rows of C are 8 output channels, columns 32 pixels (2 zmm). */
+IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
+                                            int nr, int first, int last, const float *bias, const float *res, int relu) {
+    __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+    int k, i;
+    if (first) {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm512_setzero_ps();
+        c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = _mm512_setzero_ps();
+    } else {
+#define IMRET__LD(r) (r < mr ? _mm512_maskz_loadu_ps(m0, c + (size_t)r * ldc) : _mm512_setzero_ps())
+#define IMRET__LD1(r) (r < mr ? _mm512_maskz_loadu_ps(m1, c + (size_t)r * ldc + 16) : _mm512_setzero_ps())
+        c00 = IMRET__LD(0); c01 = IMRET__LD1(0); c10 = IMRET__LD(1); c11 = IMRET__LD1(1);
+        c20 = IMRET__LD(2); c21 = IMRET__LD1(2); c30 = IMRET__LD(3); c31 = IMRET__LD1(3);
+        c40 = IMRET__LD(4); c41 = IMRET__LD1(4); c50 = IMRET__LD(5); c51 = IMRET__LD1(5);
+        c60 = IMRET__LD(6); c61 = IMRET__LD1(6); c70 = IMRET__LD(7); c71 = IMRET__LD1(7);
+#undef IMRET__LD
+#undef IMRET__LD1
+    }
+    for (k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), av;
+        av = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(av, b0, c00); c01 = _mm512_fmadd_ps(av, b1, c01);
+        av = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(av, b0, c10); c11 = _mm512_fmadd_ps(av, b1, c11);
+        av = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(av, b0, c20); c21 = _mm512_fmadd_ps(av, b1, c21);
+        av = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(av, b0, c30); c31 = _mm512_fmadd_ps(av, b1, c31);
+        av = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(av, b0, c40); c41 = _mm512_fmadd_ps(av, b1, c41);
+        av = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(av, b0, c50); c51 = _mm512_fmadd_ps(av, b1, c51);
+        av = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(av, b0, c60); c61 = _mm512_fmadd_ps(av, b1, c61);
+        av = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(av, b0, c70); c71 = _mm512_fmadd_ps(av, b1, c71);
+        a += 8;
+        b += 32;
+    }
+    {
+        __m512 acc[8][2];
+        acc[0][0] = c00; acc[0][1] = c01; acc[1][0] = c10; acc[1][1] = c11;
+        acc[2][0] = c20; acc[2][1] = c21; acc[3][0] = c30; acc[3][1] = c31;
+        acc[4][0] = c40; acc[4][1] = c41; acc[5][0] = c50; acc[5][1] = c51;
+        acc[6][0] = c60; acc[6][1] = c61; acc[7][0] = c70; acc[7][1] = c71;
+        for (i = 0; i < mr; i++) {
+            __m512 v0 = acc[i][0], v1 = acc[i][1];
+            float *crow = c + (size_t)i * ldc;
+            if (last) {
+                if (bias) {
+                    __m512 bv = _mm512_set1_ps(bias[i]);
+                    v0 = _mm512_add_ps(v0, bv);
+                    v1 = _mm512_add_ps(v1, bv);
+                }
+                if (res) {
+                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res + (size_t)i * ldc));
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res + (size_t)i * ldc + 16));
+                }
+                if (relu) {
+                    v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
+                    v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
+                }
+            }
+            _mm512_mask_storeu_ps(crow, m0, v0);
+            _mm512_mask_storeu_ps(crow + 16, m1, v1);
+        }
+    }
+}
+
+IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* 8 x 16 micro-kernel as two passes of 4 rows x 2 ymm (16 ymm registers are not enough for
+   a single 8 x 16 pass). */
+IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
+                                        int nr, int first, int last, const float *bias, const float *res, int relu) {
+    __m256i m0 = imret__mask8(nr), m1 = imret__mask8(nr - 8);
+    int half, k, i;
+    for (half = 0; half < 2 && half * 4 < mr; half++) {
+        __m256 acc[4][2];
+        const float *ap = a + half * 4, *bp = b;
+        int rows = mr - half * 4 < 4 ? mr - half * 4 : 4;
+        float *c0 = c + (size_t)half * 4 * ldc;
+        for (i = 0; i < 4; i++) {
+            if (first || i >= rows) {
+                acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+            } else {
+                acc[i][0] = _mm256_maskload_ps(c0 + (size_t)i * ldc, m0);
+                acc[i][1] = _mm256_maskload_ps(c0 + (size_t)i * ldc + 8, m1);
+            }
+        }
+        for (k = 0; k < kc; k++) {
+            __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), av;
+            av = _mm256_broadcast_ss(ap + 0); acc[0][0] = _mm256_fmadd_ps(av, b0, acc[0][0]); acc[0][1] = _mm256_fmadd_ps(av, b1, acc[0][1]);
+            av = _mm256_broadcast_ss(ap + 1); acc[1][0] = _mm256_fmadd_ps(av, b0, acc[1][0]); acc[1][1] = _mm256_fmadd_ps(av, b1, acc[1][1]);
+            av = _mm256_broadcast_ss(ap + 2); acc[2][0] = _mm256_fmadd_ps(av, b0, acc[2][0]); acc[2][1] = _mm256_fmadd_ps(av, b1, acc[2][1]);
+            av = _mm256_broadcast_ss(ap + 3); acc[3][0] = _mm256_fmadd_ps(av, b0, acc[3][0]); acc[3][1] = _mm256_fmadd_ps(av, b1, acc[3][1]);
+            ap += 8;
+            bp += 16;
+        }
+        for (i = 0; i < rows; i++) {
+            __m256 v0 = acc[i][0], v1 = acc[i][1];
+            float *crow = c0 + (size_t)i * ldc;
+            if (last) {
+                if (bias) {
+                    __m256 bv = _mm256_set1_ps(bias[half * 4 + i]);
+                    v0 = _mm256_add_ps(v0, bv);
+                    v1 = _mm256_add_ps(v1, bv);
+                }
+                if (res) {
+                    const float *rrow = res + (size_t)(half * 4 + i) * ldc;
+                    v0 = _mm256_add_ps(v0, _mm256_maskload_ps(rrow, m0));
+                    v1 = _mm256_add_ps(v1, _mm256_maskload_ps(rrow + 8, m1));
+                }
+                if (relu) {
+                    v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
+                    v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
+                }
+            }
+            _mm256_maskstore_ps(crow, m0, v0);
+            _mm256_maskstore_ps(crow + 8, m1, v1);
+        }
+    }
+}
+#endif /* IMRET__X86 */
 
 static imret__kernels imret__kernels_for(imret_simd level) {
     imret__kernels k;
-    (void)level;
-    k.gemm = imret__gemm_scalar;
+    memset(&k, 0, sizeof k);
+    k.level = imret__simd_resolve(level);
+#if IMRET__X86
+    if (k.level == IMRET_SIMD_AVX512) { k.nr = 32; k.ukr = imret__ukr_avx512; }
+    else if (k.level == IMRET_SIMD_AVX2) { k.nr = 16; k.ukr = imret__ukr_avx2; }
+#endif
     return k;
+}
+
+/* out[M][N] = epilogue(A * im2col(src)) with packed A, on the SIMD micro-kernel. pack holds
+   threads x IMRET__PACK_FLOATS floats. */
+static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
+                                  float *out, const imret__epilogue *ep, float *pack, int threads) {
+    int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr, chunks = 1;
+    long nblocks = (N + IMRET__NC - 1) / IMRET__NC, tiles, t;
+    /* enough tiles to balance the threads: split the channel panels when pixels are few */
+    while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
+    tiles = nblocks * chunks;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && tiles > 1)
+#endif
+    for (t = 0; t < tiles; t++) {
+#if IMRET__OMP
+        float *bp = pack + (size_t)omp_get_thread_num() * IMRET__PACK_FLOATS;
+#else
+        float *bp = pack;
+#endif
+        long n0 = (t / chunks) * IMRET__NC;
+        int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
+        int nc = N - n0 < IMRET__NC ? (int)(N - n0) : IMRET__NC, k0, p, j;
+        for (k0 = 0; k0 < K; k0 += IMRET__KC) {
+            int kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC;
+            imret__pack_b(src, k0, kc, n0, nc, nr, bp);
+            for (p = p0; p < p1; p++) {
+                int m0 = p * IMRET__MR, mr = M - m0 < IMRET__MR ? M - m0 : IMRET__MR;
+                const float *ap = A + (size_t)p * IMRET__MR * K + (size_t)k0 * IMRET__MR;
+                for (j = 0; j * nr < nc; j++) {
+                    long col = n0 + (long)j * nr;
+                    kern->ukr(kc, ap, bp + (size_t)j * kc * nr, out + (size_t)m0 * N + col, (size_t)N, mr,
+                              nc - j * nr < nr ? nc - j * nr : nr, k0 == 0, k0 + kc == K, ep->bias ? ep->bias + m0 : NULL,
+                              ep->residual ? ep->residual + (size_t)m0 * N + col : NULL, ep->relu);
+                }
+            }
+        }
+    }
 }
 
 /* ======================================================================================
@@ -994,7 +1240,7 @@ static imret_result imret__imw_to_f32(const imret__imw_tensor *t, float *dst) {
    ====================================================================================== */
 typedef struct imret__conv {
     int in_c, out_c, k, stride, pad;
-    float *w; /* out_c x (in_c*k*k), BN folded */
+    float *w; /* BN folded, packed in panels of IMRET__MR output channels (imret__wp_at) */
     float *b; /* out_c                         */
 } imret__conv;
 
@@ -1117,6 +1363,16 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
             for (i = 0; i < per_out; i++) cv->w[oc * per_out + i] = (float)(cv->w[oc * per_out + i] * scale);
         }
         cv->b[oc] = (float)bias;
+    }
+    { /* re-pack into the panel layout every kernel reads (imret__wp_at) */
+        size_t panels = ((size_t)out_c + IMRET__MR - 1) / IMRET__MR, k;
+        float *wp = (float *)imret__calloc(panels * IMRET__MR * per_out, sizeof(float));
+        if (!wp) { rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory packing %s", cname); goto done; }
+        for (oc = 0; oc < out_c; oc++)
+            for (k = 0; k < per_out; k++)
+                wp[(size_t)(oc / IMRET__MR) * IMRET__MR * per_out + k * IMRET__MR + oc % IMRET__MR] = cv->w[oc * per_out + k];
+        IMRET_FREE(cv->w);
+        cv->w = wp;
     }
 done:
     IMRET_FREE(tmp);
@@ -1371,16 +1627,18 @@ typedef struct imret__run {
     imret_context *ctx;
     int dry;
     size_t max_act, max_col; /* dry run: largest activation / col chunk, in floats */
-    float *col;
+    float *col, *pack;
     const imret_forward_options *opts;
 } imret__run;
 
-/* out = relu?(conv(in) + bias (+ residual)); shapes in/out as C x H x W. */
+/* out = relu?(conv(in) + bias (+ residual)); shapes in/out as C x H x W. The portable path
+   (kern.nr == 0) is im2col in pixel chunks + imret__gemm_scalar; the SIMD path packs B from
+   the input directly (imret__conv_gemm_fast). */
 static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *in, int h, int w, float *out,
                             const float *residual, int relu, int *oh_out, int *ow_out) {
     int oh = imret__out_dim(h, cv->k, cv->stride, cv->pad), ow = imret__out_dim(w, cv->k, cv->stride, cv->pad);
     long npix = (long)oh * ow, K = (long)cv->in_c * cv->k * cv->k, chunk, p0;
-    int direct = cv->k == 1 && cv->stride == 1 && cv->pad == 0;
+    int direct = cv->k == 1 && cv->stride == 1 && cv->pad == 0, fast = R->ctx->kern.nr > 0;
     imret__epilogue ep;
     *oh_out = oh;
     *ow_out = ow;
@@ -1389,21 +1647,29 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
     if (chunk > 256) chunk = chunk / 256 * 256;
     if (chunk < 1) chunk = 1;
     if (R->dry) {
-        size_t act = (size_t)cv->out_c * (size_t)npix, col = direct ? 0 : (size_t)K * (size_t)chunk;
+        size_t act = (size_t)cv->out_c * (size_t)npix, col = (direct || fast) ? 0 : (size_t)K * (size_t)chunk;
         if (act > R->max_act) R->max_act = act;
         if (col > R->max_col) R->max_col = col;
         return;
     }
     ep.bias = cv->b;
     ep.relu = relu;
+    ep.residual = residual;
+    if (fast) {
+        imret__bsrc src;
+        src.in = in; src.c = cv->in_c; src.h = h; src.w = w;
+        src.k = cv->k; src.stride = cv->stride; src.pad = cv->pad; src.ow = ow;
+        imret__conv_gemm_fast(&R->ctx->kern, cv->out_c, npix, (int)K, cv->w, &src, out, &ep, R->pack, R->ctx->threads);
+        return;
+    }
     for (p0 = 0; p0 < npix; p0 += chunk) {
         long pn = npix - p0 < chunk ? npix - p0 : chunk;
         ep.residual = residual ? residual + p0 : NULL;
         if (direct) {
-            R->ctx->kern.gemm(cv->out_c, (int)pn, (int)K, cv->w, in + p0, (size_t)npix, out + p0, (size_t)npix, &ep, R->ctx->threads);
+            imret__gemm_scalar(cv->out_c, (int)pn, (int)K, cv->w, in + p0, (size_t)npix, out + p0, (size_t)npix, &ep, R->ctx->threads);
         } else {
             imret__im2col(in, cv->in_c, h, w, cv->k, cv->stride, cv->pad, ow, p0, pn, R->col, R->ctx->threads);
-            R->ctx->kern.gemm(cv->out_c, (int)pn, (int)K, cv->w, R->col, (size_t)pn, out + p0, (size_t)npix, &ep, R->ctx->threads);
+            imret__gemm_scalar(cv->out_c, (int)pn, (int)K, cv->w, R->col, (size_t)pn, out + p0, (size_t)npix, &ep, R->ctx->threads);
         }
     }
 }
@@ -1525,7 +1791,9 @@ IMRET_DEF imret_result imret_context_create(const imret_model *model, const imre
     ctx->model = model;
     ctx->threads = imret__threads(cfg->threads);
     ctx->max_ws = cfg->max_workspace_bytes ? cfg->max_workspace_bytes : def.max_workspace_bytes;
-    ctx->kern = imret__kernels_for(imret__simd_resolve(IMRET_SIMD_AUTO));
+    if ((unsigned)cfg->simd > IMRET_SIMD_NEON)
+        return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_context_create: simd = %d", (int)cfg->simd);
+    ctx->kern = imret__kernels_for(cfg->simd);
     *out = ctx;
     return IMRET_OK;
 }
@@ -1544,7 +1812,7 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
                                    float **feat, int *fc, int *fh, int *fw, float **head, float **scratch) {
     imret__run R;
     float *buf[4];
-    size_t need, act4;
+    size_t need, act4, pack;
     if (!ctx || !x) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_forward: NULL argument");
     if (!x->data) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_forward: input tensor has no data");
     if (x->c != 3) return imret__fail(IMRET_ERROR_SHAPE, "imret_forward: input has %d channels, expected 3", x->c);
@@ -1558,7 +1826,8 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     R.dry = 1;
     buf[0] = buf[1] = buf[2] = buf[3] = NULL;
     imret__trunk(&R, x, buf, fc, fh, fw);
-    if (!imret__mul(R.max_act, 4, &act4) || !imret__add(act4, R.max_col, &need) ||
+    pack = ctx->kern.nr ? (size_t)ctx->threads * IMRET__PACK_FLOATS : 0;
+    if (!imret__mul(R.max_act, 4, &act4) || !imret__add(act4, R.max_col, &need) || !imret__add(need, pack, &need) ||
         !imret__add(need, IMRET__HEAD_FLOATS, &need) || need > ctx->max_ws / sizeof(float))
         return imret__fail(IMRET_ERROR_LIMIT, "imret_forward: input %dx%d needs more workspace than max_workspace_bytes (%lu)",
                            x->w, x->h, (unsigned long)ctx->max_ws);
@@ -1575,7 +1844,8 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     buf[2] = buf[1] + R.max_act;
     buf[3] = buf[2] + R.max_act;
     R.col = buf[3] + R.max_act;
-    *head = R.col + R.max_col;
+    R.pack = R.col + R.max_col;
+    *head = R.pack + pack;
     *scratch = R.col;
     R.dry = 0;
     R.opts = opts;
