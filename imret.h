@@ -171,6 +171,15 @@ typedef enum imret_resize_mode {
     IMRET_RESIZE_NONE = 2          /* use the image at its own size                   */
 } imret_resize_mode;
 
+/* Resampling filters of stb_image_resize (its triangle filter is not offered: in the
+   stb_image_resize 0.97 that Debian ships it computes wrong weights when shrinking). */
+typedef enum imret_resize_filter {
+    IMRET_FILTER_CATMULLROM = 0, /* cubic, sharp; close to Pillow's BICUBIC             */
+    IMRET_FILTER_MITCHELL = 1,   /* cubic, softer (stb's default when shrinking)        */
+    IMRET_FILTER_BOX = 2,        /* area average                                         */
+    IMRET_FILTER_BSPLINE = 3     /* cubic B-spline, smoothest                            */
+} imret_resize_filter;
+
 typedef struct imret_preprocess_config {
     imret_resize_mode mode;
     int longest_side;      /* LONGEST_SIDE: target of the longest side; default 512    */
@@ -182,11 +191,12 @@ typedef struct imret_preprocess_config {
     int min_source_side;   /* refuse images with a side below this; default 1           */
     uint8_t background[3]; /* RGB colour alpha channels are composited on; default
                               128,128,128 (neutral grey)                                */
+    imret_resize_filter filter; /* default IMRET_FILTER_CATMULLROM                      */
 } imret_preprocess_config;
 IMRET_API imret_preprocess_config imret_preprocess_config_init(void);
 
 /* Image -> network input (3 x H x W floats): grey/alpha handled, resized with
-   stb_image_resize (triangle filter, i.e. antialiased bilinear, on 8-bit values), then
+   stb_image_resize (cfg->filter, on 8-bit values, edges clamped), then
    channel order, scale, mean and std from the model file. *out is owned by the caller. */
 IMRET_API imret_result imret_preprocess(const imret_model *model, const imret_image *img,
                                         const imret_preprocess_config *cfg, imret_tensor *out);
@@ -2071,6 +2081,7 @@ IMRET_DEF imret_result imret_model_load_file(const char *path, const imret_model
 #define STBI_FREE(p) IMRET_FREE(p)
 #define STBI_NO_STDIO
 #define STBI_FAILURE_USERMSG
+#define STBI_ASSERT(x) ((void)0) /* a library must not abort its host */
 #include "stb_image.h"
 /* stb_image 2.27 declares this but never defines it; with STB_IMAGE_STATIC that warns. */
 STBIDEF void stbi_set_unpremultiply_on_load_thread(int flag_true_if_should_unpremultiply) {
@@ -2080,6 +2091,7 @@ STBIDEF void stbi_set_unpremultiply_on_load_thread(int flag_true_if_should_unpre
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
 #define STBIR_MALLOC(sz, ctx) ((void)(ctx), IMRET_MALLOC(sz))
 #define STBIR_FREE(p, ctx) ((void)(ctx), IMRET_FREE(p))
+#define STBIR_ASSERT(x) ((void)0)
 #include "stb_image_resize.h"
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC diagnostic pop
@@ -2269,6 +2281,9 @@ IMRET_DEF imret_preprocess_config imret_preprocess_config_init(void) {
     return c;
 }
 
+static const stbir_filter imret__stbir_filter[4] = {STBIR_FILTER_CATMULLROM, STBIR_FILTER_MITCHELL, STBIR_FILTER_BOX,
+                                                    STBIR_FILTER_CUBICBSPLINE};
+
 static int imret__round_pos(double v) { return v < 1.0 ? 1 : (int)(v + 0.5); }
 
 IMRET_DEF imret_result imret_preprocess(const imret_model *model, const imret_image *img,
@@ -2292,7 +2307,7 @@ IMRET_DEF imret_result imret_preprocess(const imret_model *model, const imret_im
         return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: %dx%d is smaller than the minimum side of %d", w, h, cfg->min_source_side);
     if (cfg->min_side < 1 || cfg->min_side > 4096 || (cfg->mode == IMRET_RESIZE_LONGEST_SIDE && (cfg->longest_side < cfg->min_side || cfg->longest_side > 8192)) ||
         (cfg->mode == IMRET_RESIZE_CENTER_CROP && (cfg->crop_size < 1 || cfg->crop_size > cfg->resize_side || cfg->resize_side > 8192)) ||
-        (unsigned)cfg->mode > IMRET_RESIZE_NONE)
+        (unsigned)cfg->mode > IMRET_RESIZE_NONE || (unsigned)cfg->filter > IMRET_FILTER_BSPLINE)
         return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_preprocess: invalid sizes in config (mode %d, longest %d, resize %d, crop %d, min %d)",
                            (int)cfg->mode, cfg->longest_side, cfg->resize_side, cfg->crop_size, cfg->min_side);
     /* target size */
@@ -2332,7 +2347,7 @@ IMRET_DEF imret_result imret_preprocess(const imret_model *model, const imret_im
     if (nw != w || nh != h) {
         rs = (uint8_t *)imret__calloc((size_t)nw * nh, 3);
         if (!rs || !stbir_resize_uint8_generic(src, w, h, w * 3, rs, nw, nh, nw * 3, 3, STBIR_ALPHA_CHANNEL_NONE, 0,
-                                               STBIR_EDGE_CLAMP, STBIR_FILTER_TRIANGLE, STBIR_COLORSPACE_LINEAR, NULL)) {
+                                               STBIR_EDGE_CLAMP, imret__stbir_filter[cfg->filter], STBIR_COLORSPACE_LINEAR, NULL)) {
             IMRET_FREE(rs);
             IMRET_FREE(rgb);
             return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_preprocess: resizing to %dx%d failed (out of memory)", nw, nh);

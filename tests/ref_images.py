@@ -9,7 +9,7 @@ Writes into tests/data/images/:
                     input for a torchvision model (RGB, /255, mean/std) after compositing
                     on grey 128, at the image's own size (no resize), CHW float32
   grey.png          a 33x47 greyscale PNG; grey_expect_bgr.f32: Keras BGR mean-subtracted input
-  resize_src.png    a photo crop; resize_expect.png: Pillow BILINEAR (antialiased) resize to
+  resize_src.png    a photo crop; resize_expect.png: Pillow BICUBIC (antialiased) resize to
                     longest side 97
   bomb.png          a valid PNG header declaring 65535x65535 pixels (decompression bomb)
   tiny.png          4x4 pixels
@@ -60,7 +60,7 @@ np.stack([g - bgr_mean[0], g - bgr_mean[1], g - bgr_mean[2]]).astype("<f4").tofi
 
 src = Image.open(photo).convert("RGB").crop((100, 50, 420, 290))  # 320x240
 src.save(os.path.join(out, "resize_src.png"))
-src.resize((97, 73), Image.BILINEAR).save(os.path.join(out, "resize_expect.png"))
+src.resize((97, 73), Image.BICUBIC).save(os.path.join(out, "resize_expect.png"))
 
 def png_chunk(t, d):
     return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
