@@ -18,7 +18,7 @@ ALLFLAGS := $(CFLAGS) $(WARN) $(OMP)
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 EXAMPLES := $(BUILD)/classify
-TESTS    := $(BUILD)/test_parity $(BUILD)/test_weights $(BUILD)/test_image $(BUILD)/test_classify
+TESTS    := $(BUILD)/test_kernels $(BUILD)/test_parity $(BUILD)/test_weights $(BUILD)/test_image $(BUILD)/test_classify
 
 .PHONY: all examples test test-asan test-ubsan test-quick weights refs bench clean help
 all: examples

@@ -597,6 +597,18 @@ static float imret__wp_at(const float *wp, int K, int m, int k) {
     return wp[(size_t)(m / IMRET__MR) * IMRET__MR * K + (size_t)k * IMRET__MR + m % IMRET__MR];
 }
 
+/* Row-major M x K weights -> a fresh packed copy (NULL when out of memory). */
+static float *imret__pack_weights(const float *w, int M, int K) {
+    size_t panels = ((size_t)M + IMRET__MR - 1) / IMRET__MR, k;
+    float *wp = (float *)imret__calloc(panels * IMRET__MR * (size_t)K, sizeof(float));
+    int m;
+    if (!wp) return NULL;
+    for (m = 0; m < M; m++)
+        for (k = 0; k < (size_t)K; k++)
+            wp[(size_t)(m / IMRET__MR) * IMRET__MR * K + k * IMRET__MR + m % IMRET__MR] = w[(size_t)m * K + k];
+    return wp;
+}
+
 /* Columns per tile: keep the K x TN panel of B around 256 KiB so it stays in L2 while the
    row tiles of A walk over it (a tile is reused M/IMRET__TM times). */
 #define IMRET__TM 4
@@ -792,6 +804,7 @@ static void imret__pack_b(const imret__bsrc *s, int k0, int kc, long n0, int nc,
                 } else if (s->stride == 1) {
                     const float *row = plane + (size_t)iy * s->w;
                     int ix0 = ox - s->pad + kx, lo = ix0 < 0 ? -ix0 : 0, hi = s->w - ix0 < run ? s->w - ix0 : run;
+                    if (lo > run) lo = run; /* the whole run may lie left of the image */
                     if (hi < lo) hi = lo;
                     for (u = 0; u < lo; u++) dst[t + u] = 0.0f;
                     if (hi > lo) memcpy(dst + t + lo, row + ix0 + lo, (size_t)(hi - lo) * sizeof(float));
@@ -1375,12 +1388,8 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
         cv->b[oc] = (float)bias;
     }
     { /* re-pack into the panel layout every kernel reads (imret__wp_at) */
-        size_t panels = ((size_t)out_c + IMRET__MR - 1) / IMRET__MR, k;
-        float *wp = (float *)imret__calloc(panels * IMRET__MR * per_out, sizeof(float));
+        float *wp = imret__pack_weights(cv->w, out_c, (int)per_out);
         if (!wp) { rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory packing %s", cname); goto done; }
-        for (oc = 0; oc < out_c; oc++)
-            for (k = 0; k < per_out; k++)
-                wp[(size_t)(oc / IMRET__MR) * IMRET__MR * per_out + k * IMRET__MR + oc % IMRET__MR] = cv->w[oc * per_out + k];
         IMRET_FREE(cv->w);
         cv->w = wp;
     }

@@ -15,6 +15,9 @@ run() { # run NAME CMD...
     echo "--- $name: $r ($(( $(date +%s) - start )) s)"
 }
 
+# 0. SIMD kernels vs the scalar oracle on awkward sizes.
+run "kernels-vs-scalar" "$B/test_kernels"
+
 # 1. Parity vs PyTorch: every torchvision architecture, two inputs (64x64, 97x131).
 for arch in resnet18 resnet34 resnet50 resnet101 resnet152 vgg11 vgg13 vgg16 vgg19 vgg11_bn vgg13_bn vgg16_bn vgg19_bn; do
     run "parity-$arch" "$B/test_parity" "$D/$arch.imw" "$D/${arch}_64x64.ref.imw" "$D/${arch}_97x131.ref.imw"
@@ -30,7 +33,7 @@ run "imagenet-top5" "$B/test_classify" weights/resnet50.imw
 
 # 4. Bad input and image handling.
 run "weights-bad-input" "$B/test_weights" "$D/resnet18.imw"
-run "image-io" "$B/test_image" "$D"
+run "image-io" "$B/test_image" "$D" "$D/resnet18.imw" weights/resnet50.imw
 
 # 5. Build modes (C99 pedantic, C++, included twice, two translation units).
 [ -z "$IMRET_SANITIZED" ] && run "build-modes" sh tests/build_modes.sh
