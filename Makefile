@@ -52,6 +52,7 @@ weights/resnet50.imw: tools/fetch_default_model.sh tools/tfjs2imw.py tools/imw.p
 refs: weights
 	$(PYTHON) tests/ref_torch.py
 	$(PYTHON) tests/ref_default_model.py
+	$(PYTHON) tests/ref_images.py
 
 test: weights refs $(TESTS) $(EXAMPLES)
 	sh tests/run_tests.sh $(BUILD)
