@@ -18,7 +18,7 @@ ALLFLAGS := $(CFLAGS) $(WARN) $(OMP)
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 EXAMPLES := $(BUILD)/classify
-TESTS    := $(BUILD)/test_kernels $(BUILD)/test_parity $(BUILD)/test_weights $(BUILD)/test_image $(BUILD)/test_classify
+TESTS    := $(BUILD)/test_kernels $(BUILD)/test_parity $(BUILD)/test_weights $(BUILD)/test_image $(BUILD)/test_classify $(BUILD)/test_desc
 
 .PHONY: all examples test test-asan test-ubsan test-quick weights refs bench clean help
 all: examples
@@ -53,6 +53,7 @@ refs: weights
 	$(PYTHON) tests/ref_torch.py
 	$(PYTHON) tests/ref_default_model.py
 	$(PYTHON) tests/ref_images.py
+	$(PYTHON) tests/ref_desc.py
 
 test: weights refs $(TESTS) $(EXAMPLES)
 	sh tests/run_tests.sh $(BUILD)

@@ -40,7 +40,7 @@
    TABLE OF CONTENTS (search for the banner text)
      PUBLIC API
        [api: results and errors]  [api: SIMD dispatch]  [api: tensors and images]  [api: models]
-       [api: contexts and forward pass]
+       [api: contexts and forward pass]  [api: descriptors]
      IMPLEMENTATION
        [impl: util and errors]          allocation, overflow checks, last-error, crc32
        [impl: threads and dispatch]     CPU features (cpuid/XGETBV), IMRET_SIMD, OpenMP
@@ -50,6 +50,7 @@
        [impl: forward pass]             workspace planning, trunk, classifier heads
        [impl: file I/O]                 bounded whole-file reads, mmap
        [impl: image I/O]                decode, EXIF orientation, resize, normalisation
+       [impl: descriptors]              MAC / SPoC / GeM / R-MAC pooling, multi-scale, 8 transforms
 */
 #ifndef IMRET_H
 #define IMRET_H
@@ -287,6 +288,52 @@ IMRET_API imret_result imret_forward(imret_context *ctx, const imret_tensor *inp
 IMRET_API imret_result imret_forward_logits(imret_context *ctx, const imret_tensor *input,
                                             float *logits, size_t logits_len,
                                             const imret_forward_options *opts);
+
+/* ======================================================================================
+   [api: descriptors]
+   Global descriptors from the last conv feature map, L2-normalised (cosine = dot product).
+   ====================================================================================== */
+typedef enum imret_pooling {
+    IMRET_POOL_GEM = 0,  /* generalised mean, (mean x^p)^(1/p) (Radenovic et al.); default */
+    IMRET_POOL_MAC = 1,  /* max per channel                                              */
+    IMRET_POOL_SPOC = 2, /* mean per channel (sum pooling)                               */
+    IMRET_POOL_RMAC = 3  /* regional MAC, L levels of square regions (Tolias et al.),
+                            computed exactly as cirtorch's rmac()                       */
+} imret_pooling;
+
+typedef enum imret_setting {
+    IMRET_SETTING_RETRIEVAL = 0, /* longest side 512: "find similar images"          */
+    IMRET_SETTING_DUPLICATE = 1  /* longest side 224, transform-invariant matching:
+                                    cheaper, and finds more copies at zero false pairs */
+} imret_setting;
+
+typedef struct imret_descriptor_config {
+    imret_pooling pooling;
+    float gem_p;          /* GeM exponent; default 3                                      */
+    int rmac_levels;      /* R-MAC levels L; default 3                                    */
+    int longest_side;     /* input size; default 512 (224 for the duplicate setting)      */
+    int multiscale;       /* 1: average the descriptors at scales 1, 1/sqrt(2), 1/2        */
+    imret_setting setting;
+    imret_preprocess_config preprocess; /* resize filter, background, minimum sizes    */
+} imret_descriptor_config;
+/* Defaults of a setting (GeM p=3, R-MAC L=3, single scale). */
+IMRET_API imret_descriptor_config imret_descriptor_config_init(imret_setting setting);
+IMRET_API const char *imret_pooling_name(imret_pooling p);
+
+/* Pool a feature map (C x H x W, values >= 0) into out[C], L2-normalised. */
+IMRET_API imret_result imret_pool(const imret_tensor *fmap, const imret_descriptor_config *cfg, float *out,
+                                  size_t out_len);
+/* Image -> descriptor in one call, with the model's own preprocessing. out_len must be at
+   least the model's feature_channels. */
+IMRET_API imret_result imret_describe(imret_context *ctx, const imret_image *img, const imret_descriptor_config *cfg,
+                                      float *out, size_t out_len);
+/* Descriptors of the image under the 8 rotations/flips (EXIF orientations 1..8: identity,
+   mirror, 180, flip, transpose, 90 CW, transverse, 90 CCW) into out[8][C]. */
+IMRET_API imret_result imret_describe_transforms(imret_context *ctx, const imret_image *img,
+                                                 const imret_descriptor_config *cfg, float *out, size_t out_len);
+/* Similarity for transform-invariant matching: max over the q_count query descriptors of
+   their dot product with db (all of dimension dim). */
+IMRET_API float imret_similarity_best(const float *queries, int q_count, const float *db, size_t dim);
 
 #ifdef __cplusplus
 }
@@ -2389,6 +2436,195 @@ IMRET_DEF imret_result imret_preprocess(const imret_model *model, const imret_im
     IMRET_FREE(rs);
     IMRET_FREE(rgb);
     return IMRET_OK;
+}
+
+/* ======================================================================================
+   [impl: descriptors]
+   ====================================================================================== */
+IMRET_DEF const char *imret_pooling_name(imret_pooling p) {
+    switch (p) {
+    case IMRET_POOL_GEM: return "gem";
+    case IMRET_POOL_MAC: return "mac";
+    case IMRET_POOL_SPOC: return "spoc";
+    case IMRET_POOL_RMAC: return "rmac";
+    }
+    return "unknown";
+}
+
+IMRET_DEF imret_descriptor_config imret_descriptor_config_init(imret_setting setting) {
+    imret_descriptor_config c;
+    memset(&c, 0, sizeof c);
+    c.pooling = IMRET_POOL_GEM;
+    c.gem_p = 3.0f;
+    c.rmac_levels = 3;
+    c.setting = setting;
+    c.longest_side = setting == IMRET_SETTING_DUPLICATE ? 224 : 512;
+    c.preprocess = imret_preprocess_config_init();
+    return c;
+}
+
+/* v /= (||v|| + 1e-6), as cirtorch's l2n */
+static void imret__l2n(float *v, size_t n) {
+    double s = 0;
+    size_t i;
+    for (i = 0; i < n; i++) s += (double)v[i] * v[i];
+    s = 1.0 / (sqrt(s) + 1e-6);
+    for (i = 0; i < n; i++) v[i] = (float)(v[i] * s);
+}
+
+/* max over rows [y0, y0+hh) x cols [x0, x0+ww) of every channel, L2-normalised, added to acc */
+static void imret__region_mac_add(const imret_tensor *f, int y0, int x0, int hh, int ww, float *tmp, double *acc) {
+    int c, y, x;
+    double s = 0;
+    for (c = 0; c < f->c; c++) {
+        const float *plane = f->data + (size_t)c * f->h * f->w;
+        float m = -INFINITY;
+        for (y = y0; y < y0 + hh; y++)
+            for (x = x0; x < x0 + ww; x++)
+                if (plane[(size_t)y * f->w + x] > m) m = plane[(size_t)y * f->w + x];
+        tmp[c] = m;
+        s += (double)m * m;
+    }
+    s = 1.0 / (sqrt(s) + 1e-6);
+    for (c = 0; c < f->c; c++) acc[c] += tmp[c] * s;
+}
+
+/* cirtorch rmac(): the global max region plus, for l = 1..L, square regions of side
+   floor(2w/(l+1)) (w = shorter side) on a grid whose count along the longer side is chosen
+   for about 40 % overlap. */
+static void imret__rmac(const imret_tensor *f, int L, float *tmp, double *acc) {
+    int H = f->h, W = f->w, w = H < W ? H : W, Wd = 0, Hd = 0, l, i, j, best = 0;
+    double bestd = 1e30;
+    for (i = 0; i < 6; i++) { /* steps 2..7 */
+        double b = (double)((H > W ? H : W) - w) / (i + 1);
+        double d = fabs(((double)w * w - w * b) / ((double)w * w) - 0.4);
+        if (d < bestd) { bestd = d; best = i; }
+    }
+    if (H < W) Wd = best + 1;
+    else if (H > W) Hd = best + 1;
+    imret__region_mac_add(f, 0, 0, H, W, tmp, acc);
+    for (l = 1; l <= L; l++) {
+        int wl = (int)floor(2.0 * w / (l + 1)), wl2 = (int)floor(wl / 2.0 - 1);
+        double bw = l + Wd == 1 ? 0 : (double)(W - wl) / (l + Wd - 1);
+        double bh = l + Hd == 1 ? 0 : (double)(H - wl) / (l + Hd - 1);
+        if (wl == 0) continue;
+        for (i = 0; i < l + Hd; i++)
+            for (j = 0; j < l + Wd; j++) {
+                int cy = (int)floor(wl2 + i * bh) - wl2, cx = (int)floor(wl2 + j * bw) - wl2;
+                imret__region_mac_add(f, cy, cx, wl, wl, tmp, acc);
+            }
+    }
+}
+
+IMRET_DEF imret_result imret_pool(const imret_tensor *f, const imret_descriptor_config *cfg, float *out, size_t out_len) {
+    imret_descriptor_config def = imret_descriptor_config_init(IMRET_SETTING_RETRIEVAL);
+    size_t hw, c;
+    double *acc;
+    if (!f || !f->data || !out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_pool: NULL argument");
+    if (!cfg) cfg = &def;
+    if (f->c <= 0 || f->h <= 0 || f->w <= 0) return imret__fail(IMRET_ERROR_SHAPE, "imret_pool: empty feature map %dx%dx%d", f->c, f->h, f->w);
+    if (out_len < (size_t)f->c) return imret__fail(IMRET_ERROR_SHAPE, "imret_pool: output has room for %lu values, feature map has %d channels",
+                                                   (unsigned long)out_len, f->c);
+    if ((unsigned)cfg->pooling > IMRET_POOL_RMAC || !(cfg->gem_p >= 0.5f && cfg->gem_p <= 100.0f) || cfg->rmac_levels < 1 || cfg->rmac_levels > 8)
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_pool: invalid options (pooling %d, p %g, levels %d)", (int)cfg->pooling,
+                           (double)cfg->gem_p, cfg->rmac_levels);
+    hw = (size_t)f->h * f->w;
+    acc = (double *)imret__calloc((size_t)f->c, sizeof(double));
+    if (!acc) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_pool: out of memory");
+    if (cfg->pooling == IMRET_POOL_RMAC) {
+        imret__rmac(f, cfg->rmac_levels, out, acc);
+    } else {
+        for (c = 0; c < (size_t)f->c; c++) {
+            const float *plane = f->data + c * hw;
+            size_t i;
+            double s = 0, p = cfg->gem_p;
+            float m = -INFINITY;
+            for (i = 0; i < hw; i++) {
+                if (cfg->pooling == IMRET_POOL_MAC) { if (plane[i] > m) m = plane[i]; }
+                else if (cfg->pooling == IMRET_POOL_SPOC) s += plane[i];
+                else s += pow(plane[i] > 1e-6f ? plane[i] : 1e-6, p);
+            }
+            acc[c] = cfg->pooling == IMRET_POOL_MAC ? m : cfg->pooling == IMRET_POOL_SPOC ? s / hw : pow(s / hw, 1.0 / p);
+        }
+    }
+    for (c = 0; c < (size_t)f->c; c++) out[c] = (float)acc[c];
+    IMRET_FREE(acc);
+    imret__l2n(out, (size_t)f->c);
+    return IMRET_OK;
+}
+
+IMRET_DEF imret_result imret_describe(imret_context *ctx, const imret_image *img, const imret_descriptor_config *cfg, float *out,
+                                      size_t out_len) {
+    imret_descriptor_config def = imret_descriptor_config_init(IMRET_SETTING_RETRIEVAL);
+    static const double scales[3] = {1.0, 0.70710678118654752, 0.5};
+    int ns, si, C;
+    float *tmp;
+    imret_result rc = IMRET_OK;
+    if (!ctx || !img || !out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_describe: NULL argument");
+    if (!cfg) cfg = &def;
+    C = ctx->model->feature_channels;
+    if (out_len < (size_t)C)
+        return imret__fail(IMRET_ERROR_SHAPE, "imret_describe: output has room for %lu values, the model gives %d", (unsigned long)out_len, C);
+    if (cfg->longest_side < 32 || cfg->longest_side > 8192)
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_describe: longest_side %d (32..8192)", cfg->longest_side);
+    ns = cfg->multiscale ? 3 : 1;
+    tmp = (float *)imret__calloc((size_t)C, sizeof(float));
+    if (!tmp) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_describe: out of memory");
+    for (si = 0; si < ns && rc == IMRET_OK; si++) {
+        imret_preprocess_config pc = cfg->preprocess;
+        imret_tensor x, f;
+        int c;
+        pc.mode = IMRET_RESIZE_LONGEST_SIDE;
+        pc.longest_side = (int)(cfg->longest_side * scales[si] + 0.5);
+        if (pc.longest_side < pc.min_side) pc.longest_side = pc.min_side;
+        if ((rc = imret_preprocess(ctx->model, img, &pc, &x)) != IMRET_OK) break;
+        rc = imret_forward(ctx, &x, &f, NULL);
+        imret_tensor_free(&x);
+        if (rc == IMRET_OK) rc = imret_pool(&f, cfg, si ? tmp : out, (size_t)C);
+        if (rc == IMRET_OK && si)
+            for (c = 0; c < C; c++) out[c] += tmp[c];
+    }
+    IMRET_FREE(tmp);
+    if (rc == IMRET_OK && ns > 1) imret__l2n(out, (size_t)C);
+    return rc;
+}
+
+IMRET_DEF imret_result imret_describe_transforms(imret_context *ctx, const imret_image *img, const imret_descriptor_config *cfg,
+                                                 float *out, size_t out_len) {
+    imret_image t;
+    size_t C, n;
+    int o;
+    imret_result rc = IMRET_OK;
+    if (!ctx || !img || !img->pixels || !out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_describe_transforms: NULL argument");
+    C = (size_t)ctx->model->feature_channels;
+    if (out_len < 8 * C)
+        return imret__fail(IMRET_ERROR_SHAPE, "imret_describe_transforms: output has room for %lu values, needs 8 x %lu", (unsigned long)out_len,
+                           (unsigned long)C);
+    if (!imret__mul4((size_t)img->width, (size_t)img->height, (size_t)img->channels, 1, &n))
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_describe_transforms: image size overflows");
+    for (o = 1; o <= 8 && rc == IMRET_OK; o++) {
+        t = *img;
+        t.pixels = (uint8_t *)imret__malloc(n);
+        if (!t.pixels) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "imret_describe_transforms: out of memory");
+        memcpy(t.pixels, img->pixels, n);
+        rc = imret_image_orient(&t, o);
+        if (rc == IMRET_OK) rc = imret_describe(ctx, &t, cfg, out + (size_t)(o - 1) * C, C);
+        imret_image_free(&t);
+    }
+    return rc;
+}
+
+IMRET_DEF float imret_similarity_best(const float *q, int q_count, const float *db, size_t dim) {
+    float best = -INFINITY;
+    int i;
+    size_t k;
+    if (!q || !db) return -INFINITY;
+    for (i = 0; i < q_count; i++) {
+        double s = 0;
+        for (k = 0; k < dim; k++) s += (double)q[(size_t)i * dim + k] * db[k];
+        if (s > best) best = (float)s;
+    }
+    return best;
 }
 
 #endif /* IMRET_IMPLEMENTATION_DONE */

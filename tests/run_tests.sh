@@ -35,10 +35,13 @@ run "imagenet-top5" "$B/test_classify" weights/resnet50.imw
 run "weights-bad-input" "$B/test_weights" "$D/resnet18.imw"
 run "image-io" "$B/test_image" "$D" "$D/resnet18.imw" weights/resnet50.imw
 
-# 5. Build modes (C99 pedantic, C++, included twice, two translation units).
+# 5. Descriptors: pooling vs PyTorch formulas.
+run "pooling-vs-torch" "$B/test_desc" "$D/pooling.ref.imw"
+
+# 6. Build modes (C99 pedantic, C++, included twice, two translation units).
 [ -z "$IMRET_SANITIZED" ] && run "build-modes" sh tests/build_modes.sh
 
-# 6. The example program runs.
+# 7. The example program runs.
 run "example-classify" sh -c "$B/classify weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg > /dev/null"
 
 echo
