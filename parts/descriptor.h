@@ -1161,20 +1161,25 @@ static imret_result imret__hash_itq(const double *v, size_t n, long k, int iters
         }
         loss[it] = l / (double)n;
         if (it == iters) break;
-        /* m = v^T B: m[a][q] = sum_i v[i][a] B[i][q]; rows a split over threads */
+        /* m = v^T B: m[a][q] = sum_t v[t][a] B[t][q]. Blocks of 32 rows of m (in cache)
+           are split over threads, each streaming B once: row by row it read B k times. */
 #if IMRET__OMP
 #pragma omp parallel for num_threads(nt) schedule(static) if (k >= 64)
 #endif
-        for (i = 0; i < k; i++) {
-            double *IMRET__DESC_RESTRICT mi = m + (size_t)i * k;
+        for (i = 0; i < (k + 31) / 32; i++) {
+            long a0 = i * 32, a1 = a0 + 32 < k ? a0 + 32 : k, a, q;
             size_t t;
-            long q;
-            for (q = 0; q < k; q++) mi[q] = 0;
+            for (a = a0; a < a1; a++)
+                for (q = 0; q < k; q++) m[(size_t)a * k + q] = 0;
             for (t = 0; t < n; t++) {
-                const double vta = v[t * (size_t)k + (size_t)i];
                 const double *IMRET__DESC_RESTRICT bt = z + t * (size_t)k;
-                IMRET__PRAGMA_SIMD
-                for (q = 0; q < k; q++) mi[q] += vta * bt[q];
+                const double *vt = v + t * (size_t)k;
+                for (a = a0; a < a1; a++) {
+                    double *IMRET__DESC_RESTRICT ma = m + (size_t)a * k;
+                    const double vta = vt[a];
+                    IMRET__PRAGMA_SIMD
+                    for (q = 0; q < k; q++) ma[q] += vta * bt[q];
+                }
             }
         }
         if (imret__desc_polar(m, r, k, g, u, w, scratch, nt) != 0) {
