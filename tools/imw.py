@@ -1,63 +1,101 @@
 """Read and write imret `.imw` tensor files (weights/FORMAT.md), with numpy only.
 
-write_imw(path, header, tensors)  header: dict of str -> value; tensors: list of (name, array)
-read_imw(path) -> (header dict, dict name -> float32 ndarray)
+write_imw(path, header, tensors)
+    header:  dict key -> value; floats are written with repr() (round-trips exactly),
+             lists/tuples comma-separated (mean=0.485,0.456,0.406), anything else with str().
+    tensors: list of (name, array); written as float32 (dtype 1), in the given order, each at
+             a 64-byte aligned offset. CRC-32 (zlib) covers bytes [24, file_size).
+    The file goes through a temporary file in the same directory, fsync and os.replace(),
+    so a crash never leaves a partial file under the final name.
 
-The writer goes through a temporary file in the same directory and os.replace(), so a
-crash never leaves a partial file under the final name.
+read_imw(path) -> (header, tensors)
+    header:  dict key -> str (values as written, unparsed);
+    tensors: OrderedDict name -> float32 ndarray in file order (f16/bf16/i8 widened to f32;
+             i8 values are returned unscaled, their scales are the "<name>.scale" tensor).
+    Every field is validated as the C loader does (magic, version, sizes, CRC, names, dtypes,
+    shapes, alignment, bounds, overlaps); a bad file raises ImwError naming the problem.
 """
 import os
 import struct
 import tempfile
 import zlib
+from collections import OrderedDict
 
 import numpy as np
 
 MAGIC = b"\x89IMRETW\n"
+VERSION = 1
 RECORD = 96
-DTYPES = {1: ("<f4", 4), 2: ("<f2", 2), 3: (None, 2), 4: ("i1", 1)}
+MAX_HEADER = 65536
+MAX_TENSORS = 4096
+DTYPE_SIZE = {1: 4, 2: 2, 3: 2, 4: 1}
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+
+
+class ImwError(ValueError):
+    pass
+
+
+def _align(x, a):
+    return (x + a - 1) // a * a
 
 
 def _fmt(v):
     if isinstance(v, (list, tuple)):
         return ",".join(_fmt(x) for x in v)
-    if isinstance(v, float):
-        return repr(v)
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
     return str(v)
 
 
+def _check_name(name):
+    if not (0 < len(name) <= 47) or not set(name) <= NAME_CHARS:
+        raise ImwError(f"bad tensor name {name!r} (1..47 characters of [A-Za-z0-9_.])")
+
+
 def write_imw(path, header, tensors):
-    text = "".join(f"{k}={_fmt(v)}\n" for k, v in header.items()).encode()
-    assert b"\0" not in text and 0 < len(text) <= 65536
-    assert 0 < len(tensors) <= 4096
-    table = (32 + len(text) + 7) // 8 * 8
-    off = (table + RECORD * len(tensors) + 63) // 64 * 64
+    lines = []
+    for k, v in header.items():
+        k, v = str(k), _fmt(v)
+        if not k or "=" in k or "\n" in k or "\n" in v or "\0" in k + v:
+            raise ImwError(f"bad header entry {k!r}={v!r}")
+        lines.append(f"{k}={v}\n")
+    text = "".join(lines).encode("utf-8")
+    if not 0 < len(text) <= MAX_HEADER:
+        raise ImwError(f"header is {len(text)} bytes, must be 1..{MAX_HEADER}")
+    if not 0 < len(tensors) <= MAX_TENSORS:
+        raise ImwError(f"{len(tensors)} tensors, must be 1..{MAX_TENSORS}")
+    table = _align(32 + len(text), 8)
+    off = _align(table + RECORD * len(tensors), 64)
     records, blobs, seen = [], [], set()
     for name, arr in tensors:
+        _check_name(name)
+        if name in seen:
+            raise ImwError(f"duplicate tensor name {name}")
+        seen.add(name)
         a = np.ascontiguousarray(np.asarray(arr, dtype="<f4"))
         if a.ndim == 0:
             a = a.reshape(1)
-        assert 1 <= a.ndim <= 4, (name, a.shape)
-        assert name not in seen and 0 < len(name) <= 47, name
-        assert all(c.isalnum() or c in "_." for c in name), name
-        assert np.isfinite(a).all(), f"{name} has NaN/inf"
-        seen.add(name)
+        if not 1 <= a.ndim <= 4 or 0 in a.shape:
+            raise ImwError(f"{name}: shape {a.shape} (need 1..4 dims, each >= 1)")
+        if not np.isfinite(a).all():
+            raise ImwError(f"{name} has NaN/inf")
         shape = list(a.shape) + [0] * (4 - a.ndim)
         records.append(name.encode().ljust(48, b"\0") + struct.pack("<II4IQQQ", 1, a.ndim, *shape, off, a.nbytes, 0))
-        blobs.append((off, a.tobytes()))
-        off = (off + a.nbytes + 63) // 64 * 64
-    size = blobs[-1][0] + len(blobs[-1][1])
+        blobs.append((off, a))
+        off = _align(off + a.nbytes, 64)
+    size = blobs[-1][0] + blobs[-1][1].nbytes
     buf = bytearray(size)
     buf[0:8] = MAGIC
-    struct.pack_into("<III", buf, 8, 1, len(text), len(tensors))
+    struct.pack_into("<III", buf, 8, VERSION, len(text), len(tensors))
     struct.pack_into("<Q", buf, 24, size)
     buf[32:32 + len(text)] = text
     buf[table:table + RECORD * len(records)] = b"".join(records)
-    for o, b in blobs:
-        buf[o:o + len(b)] = b
-    struct.pack_into("<I", buf, 20, zlib.crc32(memoryview(buf)[24:]))
+    for o, a in blobs:
+        buf[o:o + a.nbytes] = a.tobytes()
+    struct.pack_into("<I", buf, 20, zlib.crc32(memoryview(buf)[24:]) & 0xFFFFFFFF)
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".imw-")
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".imw-", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -71,32 +109,98 @@ def write_imw(path, header, tensors):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:  # make the rename durable too
+        dfd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
 
 
 def read_imw(path):
-    buf = open(path, "rb").read()
-    if buf[:8] != MAGIC:
-        raise ValueError(f"{path}: not an .imw file")
+    with open(path, "rb") as f:
+        buf = f.read()
+
+    def bad(msg):
+        raise ImwError(f"{path}: {msg}")
+
+    if len(buf) < 32 or buf[:8] != MAGIC:
+        bad("not an .imw file (bad magic)")
     version, hlen, n, crc = struct.unpack_from("<IIII", buf, 8)
     (size,) = struct.unpack_from("<Q", buf, 24)
-    if version != 1 or size != len(buf) or zlib.crc32(memoryview(buf)[24:]) != crc:
-        raise ValueError(f"{path}: bad version, size or checksum")
+    if version != VERSION:
+        bad(f"version {version}, only {VERSION} is supported")
+    if size != len(buf):
+        bad(f"file_size field {size} but the file has {len(buf)} bytes (truncated?)")
+    if zlib.crc32(memoryview(buf)[24:]) & 0xFFFFFFFF != crc:
+        bad("CRC-32 mismatch (corrupt file)")
+    if not 1 <= hlen <= MAX_HEADER:
+        bad(f"header_bytes {hlen} out of 1..{MAX_HEADER}")
+    if not 1 <= n <= MAX_TENSORS:
+        bad(f"n_tensors {n} out of 1..{MAX_TENSORS}")
+    table = _align(32 + hlen, 8)
+    data_start = table + RECORD * n
+    if data_start > size:
+        bad("tensor table runs past the end of the file")
+    raw_header = buf[32:32 + hlen]
+    if b"\0" in raw_header:
+        bad("NUL in the text header")
+    try:
+        text = raw_header.decode("utf-8")
+    except UnicodeDecodeError:
+        bad("text header is not UTF-8")
     header = {}
-    for line in buf[32:32 + hlen].decode().splitlines():
-        k, _, v = line.partition("=")
+    for line in text.split("\n"):
+        if not line:
+            continue
+        k, eq, v = line.partition("=")
+        if not eq or not k:
+            bad(f"header line {line!r} is not key=value")
         header[k] = v
-    table = (32 + hlen + 7) // 8 * 8
-    tensors = {}
+    tensors = OrderedDict()
+    spans = []
     for i in range(n):
         r = table + RECORD * i
-        name = buf[r:r + 48].rstrip(b"\0").decode()
+        rawname = buf[r:r + 48]
+        name = rawname.split(b"\0", 1)[0]
+        if len(name) > 47 or rawname[len(name):].strip(b"\0"):
+            bad(f"tensor {i}: name not NUL-padded")
+        name = name.decode("ascii", "replace")
+        try:
+            _check_name(name)
+        except ImwError as e:
+            bad(f"tensor {i}: {e}")
+        if name in tensors:
+            bad(f"duplicate tensor name {name}")
         dtype, ndim, *shape = struct.unpack_from("<II4I", buf, r + 48)
-        off, nbytes = struct.unpack_from("<QQ", buf, r + 72)
+        off, nbytes, reserved = struct.unpack_from("<QQQ", buf, r + 72)
+        if dtype not in DTYPE_SIZE:
+            bad(f"{name}: unknown dtype {dtype}")
+        if not 1 <= ndim <= 4 or any(s < 1 for s in shape[:ndim]) or any(shape[ndim:]):
+            bad(f"{name}: bad shape ndim={ndim} {shape}")
         shape = shape[:ndim]
+        count = int(np.prod(shape, dtype=np.uint64))
+        if nbytes != count * DTYPE_SIZE[dtype]:
+            bad(f"{name}: nbytes {nbytes} != {count} elements x {DTYPE_SIZE[dtype]}")
+        if off % 64 or off < data_start or off + nbytes > size:
+            bad(f"{name}: offset {off} (+{nbytes}) not 64-aligned or outside [{data_start}, {size})")
+        if reserved:
+            bad(f"{name}: reserved field is not 0")
+        spans.append((off, off + nbytes, name))
         raw = buf[off:off + nbytes]
-        if dtype == 3:  # bf16
+        if dtype == 1:
+            a = np.frombuffer(raw, "<f4").copy()
+        elif dtype == 2:
+            a = np.frombuffer(raw, "<f2").astype("<f4")
+        elif dtype == 3:
             a = (np.frombuffer(raw, "<u2").astype("<u4") << 16).view("<f4")
         else:
-            a = np.frombuffer(raw, DTYPES[dtype][0]).astype("<f4")
+            a = np.frombuffer(raw, "i1").astype("<f4")
         tensors[name] = a.reshape(shape)
+    spans.sort()
+    for (_, e0, n0), (s1, _, n1) in zip(spans, spans[1:]):
+        if s1 < e0:
+            bad(f"tensors {n0} and {n1} overlap")
     return header, tensors
