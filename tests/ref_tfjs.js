@@ -13,7 +13,7 @@ const path = require('path');
 async function main() {
   const [modelJson, inputPath, H, W, prefix] = process.argv.slice(2);
   if (!prefix) throw new Error('usage: ref_tfjs.js model.json input.f32 H W outprefix');
-  await tf.setBackend('cpu');
+  if (!(await tf.setBackend('cpu')) || tf.getBackend() !== 'cpu') throw new Error('TF.js CPU backend unavailable');
   const m = JSON.parse(fs.readFileSync(modelJson));
   const dir = path.dirname(modelJson);
   const specs = [], bufs = [];
@@ -31,6 +31,7 @@ async function main() {
   const model = await tf.loadLayersModel(tf.io.fromMemory({modelTopology: m.modelTopology, weightSpecs: specs, weightData}));
   const feat = tf.model({inputs: model.inputs, outputs: [model.getLayer('activation_48').output, model.getLayer('avg_pool').output]});
   const raw = fs.readFileSync(inputPath);
+  if (raw.length !== h * w * 3 * 4) throw new Error(`${inputPath}: ${raw.length} bytes, expected ${h}x${w}x3 float32`);
   const x = tf.tensor4d(new Float32Array(raw.buffer, raw.byteOffset, h * w * 3), [1, h, w, 3]);
   const [f, pooled] = feat.predict(x);
   const [kernel, bias] = model.getLayer('fc1000').getWeights();
