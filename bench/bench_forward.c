@@ -1,10 +1,33 @@
 /* bench_forward -- median latency of imret's forward pass (batch 1).
    usage: bench_forward MODEL.imw [SIZE=224] [THREADS=1] [RUNS=20] [logits|features]
    Prints one line: model size threads simd median_ms min_ms gflops. The input is random; the
-   FLOP count is measured by a dry walk of the same network (2 x multiply-adds). */
+   FLOP count is measured by a dry walk of the same network (2 x multiply-adds).
+   With IMRET_BENCH_JSON=1 in the environment it also prints one line "json {...}" with every
+   timed run (ms), the process CPU time of the timed runs, its peak RSS (VmHWM) and a summary of the output (count,
+   sum, L2 norm, first 8 values) -- read by bench/bench_forward.py. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
 #include <time.h>
+#include <sys/resource.h>
+
+static double cpu_ms(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-3;
+}
+
+/* a field of /proc/self/status in kB (VmHWM = peak RSS of this process image), 0 if unknown */
+static long status_kb(const char *key) {
+    char line[256];
+    long v = 0;
+    size_t n = strlen(key);
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':') { v = atol(line + n + 1); break; }
+    fclose(f);
+    return v;
+}
 
 static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec * 1e-6; }
 static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
@@ -45,7 +68,7 @@ int main(int argc, char **argv) {
     imret_context_config cc = imret_context_config_init();
     int size = argc > 2 ? atoi(argv[2]) : 224, runs = argc > 4 ? atoi(argv[4]) : 20, i, logits = argc > 5 && !strcmp(argv[5], "logits");
     imret_tensor x, f;
-    double *t, macs;
+    double *t, macs, cpu0 = 0, cpu1 = 0;
     float *out = NULL;
     imret_model_info info;
     if (argc < 2) { fprintf(stderr, "usage: %s MODEL.imw [size] [threads] [runs] [logits|features]\n", argv[0]); return 1; }
@@ -63,6 +86,20 @@ int main(int argc, char **argv) {
         imret_result r = logits ? imret_forward_logits(ctx, &x, out, info.num_classes, NULL) : imret_forward(ctx, &x, &f, NULL);
         if (r) { fprintf(stderr, "%s\n", imret_last_error()); return 2; }
         if (i >= 0) t[i] = now_ms() - t0;
+        if (i == -1) cpu0 = cpu_ms();
+    }
+    cpu1 = cpu_ms();
+    if (getenv("IMRET_BENCH_JSON")) {
+        const float *y = logits ? out : f.data;
+        size_t n = logits ? (size_t)info.num_classes : (size_t)f.c * f.h * f.w, k;
+        double sum = 0, l2 = 0;
+        for (k = 0; k < n; k++) { sum += y[k]; l2 += (double)y[k] * y[k]; }
+        printf("json {\"times\": [");
+        for (i = 0; i < runs; i++) printf("%s%.4f", i ? ", " : "", t[i]);
+        printf("], \"cpu_ms\": %.3f, \"vmhwm_kb\": %ld, \"threads\": %d, \"simd\": \"%s\", \"out\": {\"n\": %lu, \"sum\": %.9g, \"l2\": %.9g, \"head\": [",
+               cpu1 - cpu0, status_kb("VmHWM"), ctx->threads, imret_simd_name(ctx->kern.level), (unsigned long)n, sum, sqrt(l2));
+        for (k = 0; k < n && k < 8; k++) printf("%s%.9g", k ? ", " : "", y[k]);
+        printf("]}}\n");
     }
     qsort(t, runs, sizeof *t, cmp);
     macs = trunk_macs(m, size, size);
