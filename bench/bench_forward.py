@@ -89,10 +89,16 @@ def build_tools(cc):
         subprocess.run(cmd, check=True)
 
 
+def measure_limit(name):
+    """Run build/peak_fma or build/membw on every core; returns (stdout, others' CPU share)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(NCPU))
+    _, _, st = run_child([os.path.join(BUILD, name)], env)
+    return st["stdout"], st["others_frac"]
+
+
 def peak_fma():
-    """{threads: GFLOP/s}, best vector width, from build/peak_fma."""
-    txt = subprocess.run([os.path.join(BUILD, "peak_fma")], check=True, capture_output=True, text=True,
-                         env=dict(os.environ, OMP_NUM_THREADS=str(NCPU))).stdout
+    """{threads: GFLOP/s}, best vector width, from build/peak_fma; plus others' CPU share."""
+    txt, others = measure_limit("peak_fma")
     best, lines = {}, []
     for line in txt.splitlines():
         m = re.search(r"FMA\s+(\S+)\s+1 thread:\s+([\d.]+) GFLOP/s\s+(\d+) threads:\s+([\d.]+)", line)
@@ -102,14 +108,14 @@ def peak_fma():
             best[int(m.group(3))] = max(best.get(int(m.group(3)), 0), float(m.group(4)))
     if 1 not in best:
         raise SystemExit("peak_fma printed nothing usable:\n" + txt)
-    return best, lines
+    return best, lines, others
 
 
 def membw():
-    txt = subprocess.run([os.path.join(BUILD, "membw")], check=True, capture_output=True, text=True,
-                         env=dict(os.environ, OMP_NUM_THREADS=str(NCPU))).stdout.strip()
+    txt, others = measure_limit("membw")
+    txt = txt.strip()
     m = re.search(r"1 thread: ([\d.]+) GB/s\s+(\d+) threads: ([\d.]+) GB/s", txt)
-    return (float(m.group(1)), int(m.group(2)), float(m.group(3))) if m else None, txt
+    return ((float(m.group(1)), int(m.group(2)), float(m.group(3))) if m else None), txt, others
 
 
 # ---------------------------------------------------------------------------- models
@@ -256,6 +262,7 @@ def run_child(cmd, env=None):
              "others_frac": others / (wall * NCPU), "steal_frac": (s1 - s0) / (wall * NCPU),
              "idle_frac": (i1 - i0) / (wall * NCPU)}
     out = out.decode(errors="replace")
+    stats["stdout"] = out
     res = None
     for line in out.splitlines():
         if line.startswith("json "):
@@ -378,10 +385,15 @@ def main():
         man = json.load(f)
     log("measuring peak FMA and memory bandwidth ...")
     wait_quiet(args.max_wait)
-    peak, peak_lines = peak_fma()
+    peak, peak_lines, peak_others = peak_fma()
     wait_quiet(args.max_wait)
-    bw, bw_line = membw()
+    bw, bw_line, bw_others = membw()
     log("  " + "\n  ".join(peak_lines + [bw_line]))
+    limit_busy = []
+    if peak_others > QUIET_WARN:
+        limit_busy.append("peak FMA (others used %.0f%% of the CPU)" % (100 * peak_others))
+    if bw_others > QUIET_WARN:
+        limit_busy.append("memory bandwidth at the start (others used %.0f%%)" % (100 * bw_others))
 
     configs = []
     for arch in archs:
@@ -451,12 +463,14 @@ def main():
 
     # memory bandwidth again: on a shared VM host it moves with the neighbours' load
     wait_quiet(args.max_wait)
-    bw_end, bw_end_line = membw()
+    bw_end, bw_end_line, bw_end_others = membw()
+    if bw_end_others > QUIET_WARN:
+        limit_busy.append("memory bandwidth at the end (others used %.0f%%)" % (100 * bw_end_others))
     log("  " + bw_end_line)
     bw_end_txt = "%.1f / %.1f GB/s" % (bw_end[0], bw_end[2]) if bw_end else "n/a"
 
     # ------------------------------------------------------------------ report
-    rows, rows2, bad_outputs = [], [], []
+    rows, rows2, bad_outputs, busy_rows = [], [], [], []
     all_others, all_steal = [], []
     for cfg in configs:
         arch, mode, t = cfg
@@ -489,6 +503,9 @@ def main():
             return "%.0f (%.0f%%)" % (g, 100 * g / pk)
 
         name = "%s %s" % (NICE.get(arch, arch), "features" if mode == "features" else "full")
+        if any(x > QUIET_WARN for rt in RUNTIMES for x in res[(cfg, rt)]["others"]):
+            name += " (busy!)"
+            busy_rows.append("%s %dt" % (name[:-8], t))
         rows.append([name, str(t), ms("imret"), ms("ort"), ms("torch"), ratio("imret", "ort"), ratio("imret", "torch"),
                      "%.2f" % (flop / 1e9), gf("imret"), gf("ort"), gf("torch")])
 
@@ -546,6 +563,11 @@ def main():
         notes.append("WARNING: machine NOT quiet: other processes used up to %.1f%% of the CPU (mean %.1f%%), hypervisor "
                      "steal up to %.1f%% during a measurement (threshold %.0f%%); numbers may be off." % (
                          100 * quiet_max, 100 * quiet_mean, 100 * steal_max, 100 * QUIET_WARN))
+        if busy_rows:
+            notes.append("Rows marked (busy!) had a measurement during which other processes used > %.0f%% of the CPU "
+                         "(after waiting and retrying): %s." % (100 * QUIET_WARN, ", ".join(busy_rows)))
+    if limit_busy:
+        notes.append("WARNING: the machine was busy while measuring " + "; ".join(limit_busy) + ".")
     notes.append("Before each process the script waited for an idle machine (%.0f s in all, longest %.0f s); %d "
                  "measurement(s) were discarded and repeated because other processes used > %.0f%% of the CPU%s." % (
                      sum(waits), max(waits) if waits else 0, len(retries), 100 * QUIET_WARN,
@@ -599,7 +621,7 @@ def main():
     with open(args.md, "w") as f:
         f.write(md)
     with open(args.json, "w") as f:
-        json.dump({"peak_gflops": peak, "membw": bw_line, "membw_end": bw_end_line, "ort_version": ort_version, "torch": tinfo,
+        json.dump({"peak_gflops": peak, "limits_busy": limit_busy, "membw": bw_line, "membw_end": bw_end_line, "ort_version": ort_version, "torch": tinfo,
                    "results": {"%s/%s/%d/%s" % (c + (rt,)): {k: v for k, v in res[(c, rt)].items()}
                                for c in configs for rt in RUNTIMES},
                    "macs": {a: man["models"][a]["macs"] for a in archs}}, f, indent=1)
