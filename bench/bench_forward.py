@@ -442,6 +442,8 @@ def main():
                         retries.append("%s %s %dt %s: others' CPU %.0f%%" % (arch, mode, t, rt, 100 * st["others_frac"]))
                         log("  round %d  %-8s %-8s %dt  %-6s discarded: others' CPU %.1f%% (median %.2f ms); again" % (
                             rnd + 1, arch, mode, t, rt, 100 * st["others_frac"], median(out["times"])))
+                    else:
+                        break
                 if out is None:
                     r["err"] = err
                     log("  %s %s %dt %s: FAILED %s" % (arch, mode, t, rt, err))
