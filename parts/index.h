@@ -1509,9 +1509,54 @@ IMRET__IDX_AVX512P static void imret__idx_ham_avx512(const uint64_t *Q, size_t n
 }
 #endif /* IMRET__X86 */
 
+/* ---- candidate filter: bit r of mask = (ge ? s[r] >= lim : s[r] <= lim); mask zeroed by the
+   caller. The selection only visits set bits, so a block whose scores all miss the current
+   k-th best costs a few vector compares instead of a branch per row. ---- */
+typedef void (*imret__idx_filter_fn)(const float *s, size_t n, float lim, int ge, uint64_t *mask);
+static void imret__idx_filter_scalar(const float *s, size_t n, float lim, int ge, uint64_t *mask) {
+    size_t r;
+    for (r = 0; r < n; r++)
+        if (ge ? s[r] >= lim : s[r] <= lim) mask[r / 64] |= (uint64_t)1 << (r % 64);
+}
+#if IMRET__X86
+IMRET__IDX_AVX2 static void imret__idx_filter_avx2(const float *s, size_t n, float lim, int ge, uint64_t *mask) {
+    __m256 l = _mm256_set1_ps(lim);
+    size_t r;
+    for (r = 0; r + 8 <= n; r += 8) {
+        __m256 v = _mm256_loadu_ps(s + r);
+        unsigned m = (unsigned)_mm256_movemask_ps(ge ? _mm256_cmp_ps(v, l, _CMP_GE_OQ) : _mm256_cmp_ps(v, l, _CMP_LE_OQ));
+        mask[r / 64] |= (uint64_t)m << (r % 64);
+    }
+    for (; r < n; r++)
+        if (ge ? s[r] >= lim : s[r] <= lim) mask[r / 64] |= (uint64_t)1 << (r % 64);
+}
+IMRET__IDX_AVX512 static void imret__idx_filter_avx512(const float *s, size_t n, float lim, int ge, uint64_t *mask) {
+    __m512 l = _mm512_set1_ps(lim);
+    size_t r;
+    for (r = 0; r + 16 <= n; r += 16) {
+        __m512 v = _mm512_loadu_ps(s + r);
+        unsigned m = ge ? (unsigned)_mm512_cmp_ps_mask(v, l, _CMP_GE_OQ) : (unsigned)_mm512_cmp_ps_mask(v, l, _CMP_LE_OQ);
+        mask[r / 64] |= (uint64_t)m << (r % 64);
+    }
+    for (; r < n; r++)
+        if (ge ? s[r] >= lim : s[r] <= lim) mask[r / 64] |= (uint64_t)1 << (r % 64);
+}
+#endif
+
+static unsigned imret__idx_ctz(uint64_t x) { /* x != 0 */
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctzll(x);
+#else
+    unsigned n = 0;
+    while (!(x & 1)) { x >>= 1; n++; }
+    return n;
+#endif
+}
+
 typedef struct imret__idx_kern {
     imret__idx_dot_fn dot;
     imret__idx_ham_fn ham;
+    imret__idx_filter_fn filter;
     imret_simd level;
 } imret__idx_kern;
 
@@ -1521,15 +1566,18 @@ static imret__idx_kern imret__idx_kernels(const imret_index *idx, imret_simd wan
     k.level = IMRET_SIMD_SCALAR;
     k.dot = idx->storage == IMRET_INDEX_FP16 ? imret__idx_dot_f16_scalar : imret__idx_dot_f32_scalar;
     k.ham = imret__idx_ham_scalar;
+    k.filter = imret__idx_filter_scalar;
 #if IMRET__X86
     if (lv == IMRET_SIMD_AVX512) {
         k.level = IMRET_SIMD_AVX512;
         k.dot = idx->storage == IMRET_INDEX_FP16 ? imret__idx_dot_f16_avx512 : imret__idx_dot_f32_avx512;
         k.ham = (imret__cpu_features() & IMRET__CPU_VPOPCNTDQ) ? imret__idx_ham_avx512 : imret__idx_ham_avx2;
+        k.filter = imret__idx_filter_avx512;
     } else if (lv == IMRET_SIMD_AVX2) {
         k.level = IMRET_SIMD_AVX2;
         k.dot = idx->storage == IMRET_INDEX_FP16 ? imret__idx_dot_f16_avx2 : imret__idx_dot_f32_avx2;
         k.ham = imret__idx_ham_avx2;
+        k.filter = imret__idx_filter_avx2;
     }
 #else
     (void)lv;
@@ -1603,6 +1651,7 @@ typedef struct imret__idx_rhit {
 
 typedef struct imret__idx_tls { /* per-thread state */
     float *buf;                 /* qb * block scores                        */
+    uint64_t *mask;             /* block / 64 + 1 candidate bits            */
     imret__idx_kv *heaps;       /* qb * k (top-k)                           */
     size_t *hn;                 /* qb                                        */
     imret__idx_rhit *rh;        /* range hits                               */
@@ -1649,7 +1698,7 @@ static int imret__idx_range_put(imret__idx_tls *t, size_t q, float key, uint64_t
 static void imret__idx_scan_block(const imret__idx_job *J, imret__idx_tls *t, size_t q0, size_t qn, size_t r0, size_t rows,
                                   size_t ldo) {
     const imret_index *idx = J->idx;
-    size_t qi, r;
+    size_t qi;
     float sign = J->metric == IMRET_METRIC_COSINE ? -1.0f : 1.0f;
     if (J->metric == IMRET_METRIC_COSINE)
         J->kern.dot(J->qf + q0 * idx->dim, qn, (const uint8_t *)idx->vecs + r0 * imret__idx_vec_bytes(idx), rows, idx->dim, t->buf, ldo);
@@ -1657,20 +1706,29 @@ static void imret__idx_scan_block(const imret__idx_job *J, imret__idx_tls *t, si
         J->kern.ham(J->qc + q0 * idx->words, qn, idx->codes + r0 * idx->words, rows, idx->words, t->buf, ldo);
     for (qi = 0; qi < qn; qi++) {
         const float *s = t->buf + qi * ldo;
-        if (J->k) {
-            imret__idx_kv *h = t->heaps + qi * J->k;
-            size_t *hn = &t->hn[qi];
-            for (r = 0; r < rows; r++) {
-                float key = sign * s[r];
-                if (*hn == J->k && key > h[0].key) continue;
-                if (idx->dead[r0 + r]) continue;
-                imret__idx_heap_push(h, hn, J->k, key, idx->ids[r0 + r]);
-            }
+        imret__idx_kv *h = J->k ? t->heaps + qi * J->k : NULL;
+        size_t *hn = &t->hn[qi], w, words = (rows + 63) / 64;
+        float thr = J->k ? (*hn == J->k ? h[0].key : INFINITY) : J->range_key;
+        memset(t->mask, 0, words * sizeof(uint64_t));
+        if (thr == INFINITY) { /* heap not full yet: every row is a candidate */
+            for (w = 0; w < words; w++) t->mask[w] = ~(uint64_t)0;
+            if (rows % 64) t->mask[words - 1] = ((uint64_t)1 << (rows % 64)) - 1;
         } else {
-            for (r = 0; r < rows; r++) {
+            J->kern.filter(s, rows, sign * thr, sign < 0, t->mask);
+        }
+        for (w = 0; w < words; w++) {
+            uint64_t m = t->mask[w];
+            while (m) {
+                size_t r = w * 64 + imret__idx_ctz(m);
                 float key = sign * s[r];
-                if (!(key <= J->range_key) || idx->dead[r0 + r]) continue;
-                if (!imret__idx_range_put(t, q0 + qi, key, idx->ids[r0 + r])) t->oom = 1;
+                m &= m - 1;
+                if (idx->dead[r0 + r]) continue;
+                if (J->k) {
+                    if (*hn == J->k && key > h[0].key) continue;
+                    imret__idx_heap_push(h, hn, J->k, key, idx->ids[r0 + r]);
+                } else if (key <= J->range_key) {
+                    if (!imret__idx_range_put(t, q0 + qi, key, idx->ids[r0 + r])) t->oom = 1;
+                }
             }
         }
     }
@@ -1736,6 +1794,8 @@ static imret_result imret__idx_flat(const imret__idx_job *J, imret_index_hit *hi
     if (!tls) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "search: out of memory");
     for (t = 0; t < T; t++) {
         tls[t].buf = (float *)imret__calloc(qb * B, sizeof(float));
+        tls[t].mask = (uint64_t *)imret__calloc(B / 64 + 1, sizeof(uint64_t));
+        if (!tls[t].mask) rc = IMRET_ERROR_OUT_OF_MEMORY;
         tls[t].hn = (size_t *)imret__calloc(qb, sizeof(size_t));
         if (k) tls[t].heaps = (imret__idx_kv *)imret__calloc(qb * k, sizeof(imret__idx_kv));
         if (!tls[t].buf || !tls[t].hn || (k && !tls[t].heaps)) rc = IMRET_ERROR_OUT_OF_MEMORY;
@@ -1783,6 +1843,7 @@ static imret_result imret__idx_flat(const imret__idx_job *J, imret_index_hit *hi
 done:
     for (t = 0; t < T; t++) {
         IMRET_FREE(tls[t].buf);
+        IMRET_FREE(tls[t].mask);
         IMRET_FREE(tls[t].hn);
         IMRET_FREE(tls[t].heaps);
         IMRET_FREE(tls[t].rh);
@@ -2614,6 +2675,154 @@ done:
 
 
 
+
+
+/* ---- FAISS interop (faiss/impl/index_write.cpp, FAISS 1.7): little-endian, no padding.
+   IndexFlatIP:     "IxFI" i32 d, i64 ntotal, i64 dummy (1 << 20), i64 dummy (1 << 20),
+                    u8 is_trained, i32 metric (0 = inner product), u64 n floats, f32[ntotal][d]
+   IndexBinaryFlat: "IBxF" i32 d (bits), i32 code_size (d / 8), i64 ntotal, u8 is_trained,
+                    i32 metric (1), u64 n bytes, u8[ntotal][code_size]
+   Codes are the bytes of our little-endian uint64 words, which is FAISS's bit order too
+   (bit i = bit i % 8 of byte i / 8). ---- */
+#ifndef IMRET_NO_STDIO
+IMRET_DEF imret_result imret_index_export_faiss(const imret_index *idx, imret_metric what, const char *path, uint64_t *ids_out) {
+    size_t hdr, per, total, s, e = 0, d;
+    uint8_t *buf, *p;
+    imret_result rc;
+    if (!idx || !path) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_export_faiss: NULL argument");
+    if (what == IMRET_METRIC_COSINE) {
+        if (!idx->dim) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "export_faiss: the index holds no vectors");
+        hdr = 4 + 4 + 8 + 8 + 8 + 1 + 4 + 8;
+        per = idx->dim * 4;
+    } else if (what == IMRET_METRIC_HAMMING) {
+        if (!idx->bits) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "export_faiss: the index holds no codes");
+        if (idx->bits % 8) return imret__fail(IMRET_ERROR_UNSUPPORTED, "export_faiss: IndexBinaryFlat needs bits %% 8 == 0 (have %lu)", (unsigned long)idx->bits);
+        hdr = 4 + 4 + 4 + 8 + 1 + 4 + 8;
+        per = idx->bits / 8;
+    } else {
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "export_faiss: metric %d", (int)what);
+    }
+    if (!imret__mul(idx->live, per, &total) || !imret__add(total, hdr, &total))
+        return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "export_faiss: size overflows");
+    buf = (uint8_t *)imret__calloc(total, 1);
+    if (!buf) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "export_faiss: cannot allocate %lu bytes", (unsigned long)total);
+    p = buf;
+    if (what == IMRET_METRIC_COSINE) {
+        memcpy(p, "IxFI", 4);
+        imret__wr32(p + 4, (uint32_t)idx->dim);
+        imret__wr64(p + 8, (uint64_t)idx->live);
+        imret__wr64(p + 16, (uint64_t)1 << 20);
+        imret__wr64(p + 24, (uint64_t)1 << 20);
+        p[32] = 1;
+        imret__wr32(p + 33, 0);
+        imret__wr64(p + 37, (uint64_t)idx->live * idx->dim);
+    } else {
+        memcpy(p, "IBxF", 4);
+        imret__wr32(p + 4, (uint32_t)idx->bits);
+        imret__wr32(p + 8, (uint32_t)(idx->bits / 8));
+        imret__wr64(p + 12, (uint64_t)idx->live);
+        p[20] = 1;
+        imret__wr32(p + 21, 1);
+        imret__wr64(p + 25, (uint64_t)idx->live * (idx->bits / 8));
+    }
+    p += hdr;
+    for (s = 0; s < idx->n; s++) {
+        if (idx->dead[s]) continue;
+        if (ids_out) ids_out[e] = idx->ids[s];
+        if (what == IMRET_METRIC_COSINE) {
+            for (d = 0; d < idx->dim; d++)
+                imret__idx_wrf(p + 4 * d, idx->storage == IMRET_INDEX_FP16 ? imret__half_to_float(((const uint16_t *)idx->vecs)[s * idx->dim + d])
+                                                                         : ((const float *)idx->vecs)[s * idx->dim + d]);
+        } else {
+            for (d = 0; d < per; d++) p[d] = (uint8_t)(idx->codes[s * idx->words + d / 8] >> (8 * (d % 8)));
+        }
+        p += per;
+        e++;
+    }
+    rc = imret__idx_write_atomic(path, buf, total);
+    IMRET_FREE(buf);
+    return rc;
+}
+
+IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_index_config *cfg, const uint64_t *ids,
+                                                imret_index **out) {
+    imret_index_config c = cfg ? *cfg : imret_index_config_init();
+    uint8_t *data = NULL;
+    size_t size = 0, n, d, per, hdr, i, j;
+    int mapped = 1, binary;
+    imret_result rc;
+    imret_index *idx = NULL;
+    float *v = NULL;
+    uint64_t *code = NULL;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: out is NULL");
+    *out = NULL;
+    if (!path) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: path is NULL");
+    if ((rc = imret__read_file(path, SIZE_MAX, "faiss index", &data, &size, &mapped)) != IMRET_OK) return rc;
+#define IMRET__FX(...) do { rc = imret__fail(IMRET_ERROR_FORMAT, __VA_ARGS__); goto done; } while (0)
+    if (size < 4) IMRET__FX("faiss index %s: %lu bytes", path, (unsigned long)size);
+    binary = !memcmp(data, "IBxF", 4);
+    if (!binary && memcmp(data, "IxFI", 4) != 0)
+        IMRET__FX("faiss index %s: fourcc '%.4s' is neither IxFI (IndexFlatIP) nor IBxF (IndexBinaryFlat)", path, (const char *)data);
+    hdr = binary ? 33 : 45;
+    if (size < hdr) IMRET__FX("faiss index %s: header truncated (%lu bytes)", path, (unsigned long)size);
+    if (binary) {
+        uint32_t bits = imret__rd32(data + 4), cs = imret__rd32(data + 8);
+        uint64_t nt = imret__rd64(data + 12), nb = imret__rd64(data + 25);
+        if (bits == 0 || bits > IMRET_INDEX_MAX_BITS || bits % 8 || cs != bits / 8) IMRET__FX("faiss index %s: d=%u code_size=%u", path, bits, cs);
+        if (data[20] != 1 || imret__rd32(data + 21) != 1) IMRET__FX("faiss index %s: not a trained Hamming index", path);
+        if (nt > size || nb != nt * cs || nb != size - hdr) IMRET__FX("faiss index %s: %llu codes of %u bytes do not fill %lu bytes", path, (unsigned long long)nt, cs, (unsigned long)size);
+        n = (size_t)nt;
+        per = cs;
+        c.bits = bits;
+        c.dim = 0;
+    } else {
+        uint32_t dim = imret__rd32(data + 4);
+        uint64_t nt = imret__rd64(data + 8), nf = imret__rd64(data + 37);
+        if (dim == 0 || dim > IMRET_INDEX_MAX_DIM) IMRET__FX("faiss index %s: d=%u", path, dim);
+        if (imret__rd32(data + 33) != 0) IMRET__FX("faiss index %s: metric %u is not inner product", path, imret__rd32(data + 33));
+        if (nt > size || nf != nt * dim || nf > (size - hdr) / 4 || nf * 4 != size - hdr)
+            IMRET__FX("faiss index %s: %llu vectors of %u floats do not fill %lu bytes", path, (unsigned long long)nt, dim, (unsigned long)size);
+        n = (size_t)nt;
+        per = (size_t)dim * 4;
+        c.dim = dim;
+        c.bits = 0;
+    }
+#undef IMRET__FX
+    if ((rc = imret_index_create(&c, &idx)) != IMRET_OK) goto done;
+    v = (float *)imret__calloc(c.dim ? c.dim : 1, sizeof(float));
+    code = (uint64_t *)imret__calloc(c.bits ? (c.bits + 63) / 64 : 1, sizeof(uint64_t));
+    if (!v || !code || !imret__idx_reserve(idx, n) || !imret__idx_table_reserve(idx, n)) {
+        rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "faiss index %s: out of memory", path);
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        const uint8_t *p = data + hdr + i * per;
+        if (binary) {
+            memset(code, 0, ((c.bits + 63) / 64) * 8);
+            for (j = 0; j < per; j++) code[j / 8] |= (uint64_t)p[j] << (8 * (j % 8));
+        } else {
+            for (d = 0; d < c.dim; d++) {
+                uint32_t u = imret__rd32(p + 4 * d);
+                memcpy(&v[d], &u, 4);
+            }
+        }
+        if ((rc = imret_index_add(idx, ids ? ids[i] : (uint64_t)i, NULL, binary ? NULL : v, binary ? code : NULL)) != IMRET_OK) {
+            char tmp[512];
+            snprintf(tmp, sizeof tmp, "%s", imret_last_error());
+            rc = imret__fail(rc == IMRET_ERROR_INVALID_ARGUMENT ? IMRET_ERROR_FORMAT : rc, "faiss index %s: entry %lu: %s", path, (unsigned long)i, tmp);
+            goto done;
+        }
+    }
+    *out = idx;
+    idx = NULL;
+done:
+    imret_index_destroy(idx);
+    IMRET_FREE(v);
+    IMRET_FREE(code);
+    imret__release_file(data, size, mapped);
+    return rc;
+}
+#endif /* IMRET_NO_STDIO */
 
 #endif /* IMRET_INDEX_PART_IMPL */
 #endif /* IMRET_IMPLEMENTATION */
