@@ -2135,11 +2135,12 @@ static double imret__idx_choose(unsigned s, unsigned r) { /* C(s, r) as a double
     return c;
 }
 
-/* Cost model, in nanoseconds measured on the 2-core AVX-512 machines (1M x 256-bit codes):
-   a flat scan costs ~0.45 ns per code word, a table probe (binary search over n entries)
-   ~(10 + 3 log2 n) ns, a candidate check ~(15 + words) ns. */
-static double imret__idx_flat_cost(const imret_index *idx) { return 0.45 * (double)idx->live * (double)idx->words + 2000.0; }
-static double imret__idx_probe_cost(const imret_index *idx) { return 10.0 + 3.0 * log((double)(idx->live + 2)) / log(2.0); }
+/* Cost model, in nanoseconds, fitted on the 2-core AVX-512 machine (1M x 256-bit codes,
+   tests/bench_index.c): a flat scan ~0.3 ns per code word (1 thread; memory-bound), a table
+   probe (binary search over n entries, cache misses) ~(40 + 10 log2 n) ns, a candidate check
+   ~(15 + words) ns. */
+static double imret__idx_flat_cost(const imret_index *idx) { return 0.3 * (double)idx->live * (double)idx->words + 2000.0; }
+static double imret__idx_probe_cost(const imret_index *idx) { return 40.0 + 10.0 * log((double)(idx->live + 2)) / log(2.0); }
 static double imret__idx_cand_cost(const imret_index *idx) { return 15.0 + (double)idx->words; }
 
 /* Estimated cost of a MIH range search with radius R (random codes). */
@@ -2213,25 +2214,6 @@ static int imret__idx_probe(imret__idx_mq *Q, unsigned j, unsigned rho) {
     return 1;
 }
 
-/* Flat scan of one query on this thread (the per-query fallback). */
-static void imret__idx_flat_one(imret__idx_mq *Q, float *buf, size_t B) {
-    const imret_index *idx = Q->J->idx;
-    size_t r0, r;
-    Q->hn = 0;
-    for (r0 = 0; r0 < idx->n; r0 += B) {
-        size_t rows = idx->n - r0 < B ? idx->n - r0 : B;
-        Q->J->kern.ham(Q->q, 1, idx->codes + r0 * idx->words, rows, idx->words, buf, B);
-        for (r = 0; r < rows; r++) {
-            if (idx->dead[r0 + r]) continue;
-            if (Q->heap) {
-                if (Q->hn < Q->k || buf[r] <= Q->heap[0].key) imret__idx_heap_push(Q->heap, &Q->hn, Q->k, buf[r], idx->ids[r0 + r]);
-            } else if (buf[r] <= Q->R) {
-                if (!imret__idx_range_put(Q->t, Q->qi, buf[r], idx->ids[r0 + r])) Q->t->oom = 1;
-            }
-        }
-    }
-}
-
 static imret_result imret__idx_mih_search(const imret__idx_job *J, imret_search_method method, imret_index_hit *hits,
                                           size_t *counts, imret_index_results *rout, int *used) {
     const imret_index *idx = J->idx;
@@ -2240,6 +2222,8 @@ static imret_result imret__idx_mih_search(const imret__idx_job *J, imret_search_
     imret__idx_tls *tls;
     imret_result rc = IMRET_OK;
     long qi;
+    size_t nflat;
+    unsigned char *flat = NULL;
     *used = 0;
     if (!M) {
         if (method == IMRET_SEARCH_MIH)
@@ -2254,7 +2238,12 @@ static imret_result imret__idx_mih_search(const imret__idx_job *J, imret_search_
     }
     if (T > J->nq) T = J->nq;
     tls = (imret__idx_tls *)imret__calloc(T, sizeof *tls);
-    if (!tls) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "mih search: out of memory");
+    flat = (unsigned char *)imret__calloc(J->nq, 1);
+    if (!tls || !flat) {
+        IMRET_FREE(tls);
+        IMRET_FREE(flat);
+        return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "mih search: out of memory");
+    }
     for (t = 0; t < T; t++) {
         tls[t].buf = (float *)imret__calloc(B + idx->n, sizeof(float)); /* scores + stamps */
         if (J->k) tls[t].heaps = (imret__idx_kv *)imret__calloc(J->k, sizeof(imret__idx_kv));
@@ -2287,8 +2276,10 @@ static imret_result imret__idx_mih_search(const imret__idx_job *J, imret_search_
         Q.t = th;
         Q.qi = (size_t)qi;
         Q.R = J->range_key;
-        /* forced MIH may spend up to 16 flat scans on a query before giving up on probing */
-        Q.budget = (method == IMRET_SEARCH_MIH ? 16.0 : 1.0) * imret__idx_flat_cost(idx);
+        /* forced MIH may spend up to 16 flat scans on a query before giving up on probing;
+           AUTO k-NN (whose radius is unknown up front) a tenth of one by the model, so a
+           query without close neighbours costs about 1.5-2 flat scans (measured) */
+        Q.budget = (method == IMRET_SEARCH_MIH ? 16.0 : J->k ? 0.1 : 1.0) * imret__idx_flat_cost(idx);
         if (!J->k) {
             unsigned R = (unsigned)J->range_key, a = R / M->m, b = R % M->m;
             for (j = 0; ok && j < M->m; j++) {
@@ -2305,9 +2296,10 @@ static imret_result imret__idx_mih_search(const imret__idx_job *J, imret_search_
                     if (ok && Q.hn == Q.k && Q.heap[0].key <= (float)(M->m * rho + j)) { done = 1; break; }
                 }
         }
-        if (!ok) { /* over budget: this query is cheaper as a flat scan */
+        if (!ok) { /* over budget: this query goes to the (parallel) flat pass below */
             th->rn = rn0;
-            imret__idx_flat_one(&Q, th->buf, B);
+            flat[qi] = 1;
+            continue;
         }
         if (J->k) {
             size_t cnt = Q.hn, i;
@@ -2324,6 +2316,40 @@ static imret_result imret__idx_mih_search(const imret__idx_job *J, imret_search_
             if (counts) counts[qi] = cnt;
         }
     }
+    for (qi = 0, nflat = 0; qi < (long)J->nq; qi++) nflat += flat[qi];
+    if (nflat) { /* the queries MIH gave up on, as one flat batch over all threads */
+        imret__idx_job F = *J;
+        uint64_t *qc = (uint64_t *)imret__calloc(nflat * idx->words, sizeof(uint64_t));
+        imret_index_hit *fh = J->k ? (imret_index_hit *)imret__calloc(nflat * J->k, sizeof *fh) : NULL;
+        size_t *fc = (size_t *)imret__calloc(nflat, sizeof(size_t)), f = 0, i;
+        imret_index_results fr;
+        memset(&fr, 0, sizeof fr);
+        if (!qc || !fc || (J->k && !fh)) rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "mih search: out of memory");
+        if (rc == IMRET_OK) {
+            for (qi = 0; qi < (long)J->nq; qi++)
+                if (flat[qi]) memcpy(qc + f++ * idx->words, J->qc + (size_t)qi * idx->words, idx->words * sizeof(uint64_t));
+            F.qc = qc;
+            F.nq = nflat;
+            F.threads = J->threads;
+            rc = imret__idx_flat(&F, fh, fc, J->k ? NULL : &fr);
+        }
+        for (qi = 0, f = 0; rc == IMRET_OK && qi < (long)J->nq; qi++) {
+            if (!flat[qi]) continue;
+            if (J->k) {
+                memcpy(hits + (size_t)qi * J->k, fh + f * J->k, J->k * sizeof *fh);
+                if (counts) counts[qi] = fc[f];
+            } else {
+                for (i = fr.offsets[f]; i < fr.offsets[f + 1]; i++)
+                    if (!imret__idx_range_put(&tls[0], (size_t)qi, fr.hits[i].score, fr.hits[i].id)) tls[0].oom = 1;
+            }
+            f++;
+        }
+        imret_index_results_free(&fr);
+        IMRET_FREE(qc);
+        IMRET_FREE(fh);
+        IMRET_FREE(fc);
+        if (rc != IMRET_OK) goto done;
+    }
     if (!J->k) rc = imret__idx_gather_range(J, tls, T, rout);
     *used = 1;
 done:
@@ -2333,6 +2359,7 @@ done:
         IMRET_FREE(tls[t].rh);
     }
     IMRET_FREE(tls);
+    IMRET_FREE(flat);
     return rc;
 }
 

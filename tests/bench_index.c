@@ -262,6 +262,25 @@ int main(int argc, char **argv) {
             imret_index_results_free(&rr);
         }
         record("hamming_range_r8_flat", 2, median(t, 21), (double)nh * words * 8);
+        /* k-NN with the tables present (AUTO): random queries (MIH gives up, flat) and
+           near-duplicate queries with k = 1 (found at radius 3) */
+        o.method = IMRET_SEARCH_AUTO;
+        for (r = 0; r < 21; r++) {
+            t0 = now();
+            imret_index_search_hamming(H, qcodes + (size_t)(r % (int)nq) * words, 1, k, &o, hits, NULL);
+            t[r] = (now() - t0) * 1e3;
+        }
+        record("hamming_1q_auto_random", 2, median(t, 21), 0);
+        for (r = 0; r < 21; r++) {
+            uint64_t q[4];
+            memcpy(q, codes + (size_t)(r * 7919) * words, 32);
+            q[0] ^= 0x10001;
+            q[3] ^= 0x8;
+            t0 = now();
+            imret_index_search_hamming(H, q, 1, 1, &o, hits, NULL);
+            t[r] = (now() - t0) * 1e3;
+        }
+        record("hamming_1nn_auto_neardup", 2, median(t, 21), 0);
         /* plant 1% near-duplicates (<= 4 flipped bits) of random entries, then group at 8 bits */
         for (i = 0; i < nh / 100; i++) {
             size_t dst = (size_t)(stream(5, i) % nh), src = (size_t)(stream(6, i) % nh);

@@ -488,6 +488,10 @@ static void test_mih(void) {
                 CHECK(imret_index_search_hamming(idx, qc, nq, k, &mo, b, NULL) == IMRET_OK, "mih");
                 CHECK(!memcmp(a, b, nq * k * sizeof *a), "MIH top-%lu differs from flat (%lu bits, m=%u)", (unsigned long)k,
                       (unsigned long)bitss[bi], m);
+                memset(b, 0, nq * k * sizeof *b);
+                CHECK(imret_index_search_hamming(idx, qc, nq, k, NULL, b, NULL) == IMRET_OK, "auto");
+                CHECK(!memcmp(a, b, nq * k * sizeof *a), "AUTO top-%lu differs from flat (%lu bits, m=%u)", (unsigned long)k,
+                      (unsigned long)bitss[bi], m);
                 compared += nq;
                 free(a);
                 free(b);
@@ -498,6 +502,13 @@ static void test_mih(void) {
                 if (m && r / mm > 3) continue; /* forced MIH probes every ball: keep it affordable */
                 CHECK(imret_index_range_hamming(idx, qc, nq, (uint32_t)r, &fo, &ra) == IMRET_OK, "flat range");
                 CHECK(imret_index_range_hamming(idx, qc, nq, (uint32_t)r, &mo, &rb) == IMRET_OK, "mih range");
+                {
+                    imret_index_results rc2;
+                    CHECK(imret_index_range_hamming(idx, qc, nq, (uint32_t)r, NULL, &rc2) == IMRET_OK, "auto range");
+                    CHECK(rc2.offsets && !memcmp(ra.offsets, rc2.offsets, (nq + 1) * sizeof(size_t)) &&
+                              !memcmp(ra.hits, rc2.hits, ra.offsets[nq] * sizeof *ra.hits), "AUTO range r=%lu differs from flat", (unsigned long)r);
+                    imret_index_results_free(&rc2);
+                }
                 CHECK(!memcmp(ra.offsets, rb.offsets, (nq + 1) * sizeof(size_t)) &&
                           !memcmp(ra.hits, rb.hits, ra.offsets[nq] * sizeof *ra.hits),
                       "MIH range r=%lu differs from flat (%lu bits, m=%u): %lu vs %lu hits", (unsigned long)r, (unsigned long)bitss[bi], m,
@@ -521,7 +532,7 @@ static void test_mih(void) {
         free(c);
         free(qc);
     }
-    printf("mih: top-k (k=1,4,16,64) and range (r=0..24) result lists identical to flat on %lu queries "
+    printf("mih: top-k (k=1,4,16,64) and range (r=0..24) result lists (forced MIH and AUTO) identical to flat on %lu queries "
            "(32..512 bits, m auto/2/5, clustered codes, tombstones): %s\n", (unsigned long)compared, fails > f0 ? "FAILED" : "ok");
 }
 
