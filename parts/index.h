@@ -1249,6 +1249,12 @@ static void imret__idx_ham_scalar(const uint64_t *Q, size_t nq, const uint64_t *
 }
 
 #if IMRET__X86
+/* GCC 12's own intrinsic headers trip -Wmaybe-uninitialized (their __Y = __Y idiom in
+   _mm512_cvtepi64_epi32 and friends) when optimising C++: silence it for the kernels only. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #define IMRET__IDX_AVX2 __attribute__((target("avx2,fma,f16c,popcnt")))
 #define IMRET__IDX_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define IMRET__IDX_AVX512P __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,popcnt")))
@@ -1507,6 +1513,9 @@ IMRET__IDX_AVX512P static void imret__idx_ham_avx512(const uint64_t *Q, size_t n
         }
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif /* IMRET__X86 */
 
 /* ---- candidate filter: bit r of mask = (ge ? s[r] >= lim : s[r] <= lim); mask zeroed by the

@@ -33,6 +33,6 @@ run "index: vs brute force, MIH, dedup, persistence, bad input" "$B/test_index"
 run "index: vs numpy and FAISS" "$B/test_index_ref" tests/data/index_ref.bin
 run "index: FAISS interop" "$B/test_index_faiss" "$B"
 run "index: crash safety (SIGKILL during save)" "$B/test_index_crash" "$B"
-run "index: C++ build" sh -c "${CXX:-c++} -x c++ -O1 -Wall -Wextra -Werror -I. -I$STB tests/test_index.c -o $B/test_index_cpp -lm"
+run "index: C++ build" sh -c "${CXX:-c++} -x c++ -O0 -Wall -Wextra -Werror -I. -I$STB tests/test_index.c -o $B/test_index_cpp -lm"
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
