@@ -405,7 +405,7 @@ static void compare_search(imret_index *idx, const ref_store *S, int hamming, in
 }
 
 static void test_search(void) {
-    static const size_t dims[] = {1, 7, 16, 17, 63, 65, 130};
+    static const size_t dims[] = {1, 7, 16, 17, 63, 65, 130, 517};
     static const size_t bitss[] = {1, 63, 64, 100, 128, 256, 320, 512, 700};
     size_t i;
     int f0 = fails;
@@ -435,7 +435,7 @@ static void test_search(void) {
         imret_index_destroy(idx);
         free_store(&S);
     }
-    printf("search: cosine (fp32/fp16, dims 1..130, tie-heavy exact + random normalised) and Hamming (bits 1..700) "
+    printf("search: cosine (fp32/fp16, dims 1..517, tie-heavy exact + random normalised) and Hamming (bits 1..700) "
            "top-k (k=1,5,n+3) and range vs brute force, levels:");
     for (i = 0; i < (size_t)n_levels; i++) printf(" %s", imret_simd_name(levels[i]));
     printf(", threads 1/2: %s; worst float score error %.3g\n", fails > f0 ? "FAILED" : "ok", worst_float_err);
