@@ -736,6 +736,40 @@ static void test_persist(void) {
         CHECK(r == IMRET_ERROR_CHECKSUM && !back, "flipped data byte %lu: %s", (unsigned long)i, imret_result_string(r));
         flips++;
     }
+    /* structural checks behind a valid checksum: corrupt a field, then fix both CRCs */
+    {
+        size_t count = (size_t)imret__rd64(buf + 56), dlen = (size_t)imret__rd64(buf + 64), lbytes = (size_t)imret__rd64(buf + 72);
+        size_t o_ids = (96 + dlen + 7) & ~(size_t)7, o_lens = o_ids + 8 * count, o_lab = (o_lens + 4 * count + 7) & ~(size_t)7;
+        size_t o_vec = (o_lab + lbytes + 7) & ~(size_t)7, o_code = (o_vec + count * 19 * 2 + 7) & ~(size_t)7, c;
+        struct { const char *what; size_t off; int kind; } cases[] = {
+            {"duplicate id", o_ids + 8, 0},          {"label length past the section", o_lens + 4, 1},
+            {"label length sum != header", o_lens, 2}, {"label not UTF-8", o_lab, 3},
+            {"fp16 inf in a vector", o_vec + 6, 4},  {"code bits beyond 130", o_code + 16, 5},
+            {"non-zero padding", o_ids - 1, 6},      {"NUL inside a label", o_lab + 1, 7},
+        };
+        for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            uint32_t crc;
+            imret_result r;
+            memcpy(bad, buf, size);
+            switch (cases[c].kind) {
+            case 0: memcpy(bad + o_ids + 8, bad + o_ids, 8); break;
+            case 1: bad[o_lens + 4 + 2] = 0x7f; break;
+            case 2: { uint32_t l = imret__rd32(bad + o_lens + 4); imret__wr32(bad + o_lens + 4, l ? l - 1 : 1); } break;
+            case 3: bad[o_lab] = 0xff; break;
+            case 4: bad[o_vec + 6] = 0x00; bad[o_vec + 7] = 0x7c; break;
+            case 5: bad[o_code + 16 + 1] |= 0x80; break;
+            case 6: if (dlen % 8) bad[o_ids - 1] = 1; else bad[o_lens - 1] ^= 0; break;
+            case 7: bad[o_lab + 1] = 0; break;
+            }
+            crc = imret__crc32(0, bad + 96, size - 96);
+            imret__wr32(bad + 80, crc);
+            imret__wr32(bad + 92, imret__crc32(0, bad, 92));
+            r = imret_index_load_memory(bad, size, NULL, &back);
+            if (cases[c].kind == 6 && dlen % 8 == 0) { if (r == IMRET_OK) imret_index_destroy(back); continue; }
+            CHECK(r == IMRET_ERROR_FORMAT && !back, "%s (CRCs fixed): %s", cases[c].what, imret_result_string(r));
+            if (r == IMRET_OK) imret_index_destroy(back);
+        }
+    }
     /* version */
     memcpy(bad, buf, size);
     bad[8] = 2;
@@ -781,7 +815,7 @@ static void test_persist(void) {
     imret_index_destroy(idx);
     remove("build/test_index.imri");
     printf("persistence: save->load->save identical (%lu bytes), %lu truncations, %lu header bytes corrupted, %lu data flips "
-           "-> FORMAT/CHECKSUM, mismatches, NULL/k=0: %s\n",
+           "-> FORMAT/CHECKSUM, 8 structural corruptions behind valid CRCs -> FORMAT, mismatches, NULL/k=0: %s\n",
            (unsigned long)size, (unsigned long)trunc, (unsigned long)hdr_checked, (unsigned long)flips, fails > f0 ? "FAILED" : "ok");
 }
 
