@@ -225,6 +225,13 @@ IMRET_API imret_result imret_index_load_memory(const void *data, size_t size, co
    one. On failure the temporary file is removed and path is untouched. */
 IMRET_API imret_result imret_index_save_file(const imret_index *idx, const char *path);
 IMRET_API imret_result imret_index_load_file(const char *path, const imret_index_config *expected, imret_index **out);
+/* Read-only load: the file is validated like imret_index_load_file (every byte is read once
+   for the CRC), then vectors and codes are used in place from a read-only mapping (page
+   cache) instead of being copied; ids, labels and the hash map are still built in memory.
+   Searches, lookups, iteration, save, dedup and imret_index_build_mih work; add, update,
+   remove and compact fail with IMRET_ERROR_UNSUPPORTED. Falls back to a copying load where
+   mapping is not possible (no mmap, big-endian host). */
+IMRET_API imret_result imret_index_map_file(const char *path, const imret_index_config *expected, imret_index **out);
 /* FAISS interop (faiss.write_index / read_index format, FAISS 1.7): export the vectors as
    IndexFlatIP ("IxFI", fp32) or the codes as IndexBinaryFlat ("IBxF", bits % 8 == 0).
    FAISS indexes have no ids: entry i of the FAISS index is the i-th live entry (iteration
@@ -283,6 +290,8 @@ struct imret_index {
     size_t *table;         /* hash: slot or IMRET__IDX_EMPTY                                */
     size_t table_cap;      /* power of two                                                  */
     imret__idx_mih *mih;   /* NULL unless built and current                                 */
+    uint8_t *map;          /* read-only mapping that vecs/codes point into, or NULL         */
+    size_t map_size;
 };
 
 static size_t imret__idx_hash(uint64_t x) { /* splitmix64 finaliser */
@@ -612,8 +621,14 @@ IMRET_DEF void imret_index_destroy(imret_index *idx) {
     IMRET_FREE(idx->label_off);
     IMRET_FREE(idx->label_len);
     IMRET_FREE(idx->labels);
-    IMRET_FREE(idx->vecs);
-    IMRET_FREE(idx->codes);
+    if (idx->map) {
+#if !defined(IMRET_NO_STDIO)
+        imret__release_file(idx->map, idx->map_size, 1);
+#endif
+    } else {
+        IMRET_FREE(idx->vecs);
+        IMRET_FREE(idx->codes);
+    }
     IMRET_FREE(idx->table);
     IMRET_FREE(idx);
 }
@@ -651,6 +666,7 @@ IMRET_DEF imret_result imret_index_add_batch(imret_index *idx, size_t n, const u
                                              const float *vectors, const uint64_t *codes) {
     size_t i, need = 0, base, lsave;
     imret_result rc = IMRET_OK;
+    if (idx && idx->map) return imret__fail(IMRET_ERROR_UNSUPPORTED, "%s: the index is a read-only mapping (imret_index_map_file)", "imret_index_add");
     if (!idx || (n && !ids)) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_add: NULL index or ids");
     if (n && idx->dim && !vectors)
         return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_add: the index holds %lu-d vectors but vectors is NULL",
@@ -712,6 +728,7 @@ IMRET_DEF imret_result imret_index_update(imret_index *idx, uint64_t id, const c
                                           const uint64_t *code) {
     size_t slot, len = 0;
     imret_result rc;
+    if (idx && idx->map) return imret__fail(IMRET_ERROR_UNSUPPORTED, "%s: the index is a read-only mapping (imret_index_map_file)", "imret_index_update");
     if (!idx) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_update: index is NULL");
     slot = imret__idx_find(idx, id);
     if (slot == IMRET__IDX_EMPTY) return imret__fail(IMRET_ERROR_NOT_FOUND, "imret_index_update: id %llu is not in the index", (unsigned long long)id);
@@ -734,6 +751,7 @@ IMRET_DEF imret_result imret_index_update(imret_index *idx, uint64_t id, const c
 
 IMRET_DEF imret_result imret_index_remove(imret_index *idx, uint64_t id) {
     size_t slot;
+    if (idx && idx->map) return imret__fail(IMRET_ERROR_UNSUPPORTED, "%s: the index is a read-only mapping (imret_index_map_file)", "imret_index_remove");
     if (!idx) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_remove: index is NULL");
     slot = imret__idx_find(idx, id);
     if (slot == IMRET__IDX_EMPTY) return imret__fail(IMRET_ERROR_NOT_FOUND, "imret_index_remove: id %llu is not in the index", (unsigned long long)id);
@@ -747,6 +765,7 @@ IMRET_DEF imret_result imret_index_remove(imret_index *idx, uint64_t id) {
 IMRET_DEF imret_result imret_index_compact(imret_index *idx) {
     size_t s, w = 0, vb, lbytes = 1, i;
     char *nl;
+    if (idx && idx->map) return imret__fail(IMRET_ERROR_UNSUPPORTED, "%s: the index is a read-only mapping (imret_index_map_file)", "imret_index_compact");
     if (!idx) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_compact: index is NULL");
     for (s = 0; s < idx->n; s++)
         if (!idx->dead[s] && idx->label_len[s]) lbytes += idx->label_len[s] + 1;
@@ -961,8 +980,10 @@ static int imret__idx_zero(const uint8_t *p, size_t a, size_t b) {
     return 1;
 }
 
-IMRET_DEF imret_result imret_index_load_memory(const void *data, size_t size, const imret_index_config *expected,
-                                               imret_index **out) {
+/* borrow: vectors and codes stay in `data` (a read-only mapping owned by the index after
+   success); needs a little-endian host and 8-aligned data. */
+static imret_result imret__idx_load(const void *data, size_t size, const imret_index_config *expected, int borrow,
+                                    imret_index **out) {
     const uint8_t *p = (const uint8_t *)data;
     imret_index_config cfg = imret_index_config_init();
     imret__idx_layout L;
@@ -1031,9 +1052,26 @@ IMRET_DEF imret_result imret_index_load_memory(const void *data, size_t size, co
     cfg.model_fingerprint = imret__rd64(p + 48);
     if ((rc = imret_index_create(&cfg, &idx)) != IMRET_OK) goto fail;
     if (expected && (rc = imret_index_check_compatible(idx, expected)) != IMRET_OK) goto fail;
+    if (borrow) { /* no vector/code arrays: they will point into the mapping */
+        IMRET_FREE(idx->vecs);
+        IMRET_FREE(idx->codes);
+        idx->vecs = NULL;
+        idx->codes = NULL;
+        idx->dim = idx->bits = 0; /* so that reserve grows only ids, flags and labels */
+    }
     if (!imret__idx_reserve(idx, (size_t)count) || !imret__idx_table_reserve(idx, (size_t)count)) {
+        idx->dim = (size_t)dim;
+        idx->bits = (size_t)bits;
         rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "index: out of memory for %llu entries", (unsigned long long)count);
         goto fail;
+    }
+    idx->dim = (size_t)dim;
+    idx->bits = (size_t)bits;
+    if (borrow) { /* point into the mapping; the values are validated in place below */
+        idx->vecs = dim ? (void *)(uintptr_t)(p + L.vecs) : NULL;
+        idx->codes = words ? (uint64_t *)(uintptr_t)(p + L.codes) : NULL;
+        idx->map = (uint8_t *)(uintptr_t)p;
+        idx->map_size = size;
     }
     IMRET_FREE(idx->labels);
     idx->labels = (char *)imret__malloc((size_t)lbytes + (size_t)count + 1);
@@ -1063,7 +1101,13 @@ IMRET_DEF imret_result imret_index_load_memory(const void *data, size_t size, co
             idx->labels_len += (size_t)len + 1;
         }
         lsum += len;
-        if (dim && storage) {
+        if (borrow) {
+            const uint8_t *q = p + L.vecs + e * dim * (storage ? 2 : 4);
+            for (d = 0; d < dim; d++) {
+                uint32_t u = storage ? (uint32_t)(q[2 * d] | q[2 * d + 1] << 8) << 13 & 0x0f800000u : imret__rd32(q + 4 * d) & 0x7f800000u;
+                if (u == (storage ? 0x0f800000u : 0x7f800000u)) IMRET__IDX_BAD("index: entry %lu: vector element %lu is inf/nan", (unsigned long)e, (unsigned long)d);
+            }
+        } else if (dim && storage) {
             uint16_t *h = (uint16_t *)idx->vecs + e * dim;
             for (d = 0; d < dim; d++) {
                 const uint8_t *q = p + L.vecs + 2 * (e * dim + d);
@@ -1078,7 +1122,8 @@ IMRET_DEF imret_result imret_index_load_memory(const void *data, size_t size, co
                 if ((u & 0x7f800000u) == 0x7f800000u) IMRET__IDX_BAD("index: entry %lu: vector element %lu is inf/nan", (unsigned long)e, (unsigned long)d);
             }
         }
-        for (w = 0; w < words; w++) idx->codes[e * words + w] = imret__rd64(p + L.codes + 8 * (e * words + w));
+        if (!borrow)
+            for (w = 0; w < words; w++) idx->codes[e * words + w] = imret__rd64(p + L.codes + 8 * (e * words + w));
         if (words && (idx->codes[e * words + words - 1] & ~imret__idx_last_mask((size_t)bits)))
             IMRET__IDX_BAD("index: entry %lu: code has bits set beyond bit %llu", (unsigned long)e, (unsigned long long)bits);
         imret__idx_table_put(idx->table, idx->table_cap, idx->ids, e);
@@ -1090,8 +1135,18 @@ IMRET_DEF imret_result imret_index_load_memory(const void *data, size_t size, co
     return IMRET_OK;
 fail:
     IMRET_FREE(desc);
+    if (idx && idx->map) { /* the caller still owns the mapping on failure */
+        idx->map = NULL;
+        idx->vecs = NULL;
+        idx->codes = NULL;
+    }
     imret_index_destroy(idx);
     return rc;
+}
+
+IMRET_DEF imret_result imret_index_load_memory(const void *data, size_t size, const imret_index_config *expected,
+                                               imret_index **out) {
+    return imret__idx_load(data, size, expected, 0, out);
 }
 
 #ifndef IMRET_NO_STDIO
@@ -1189,6 +1244,31 @@ IMRET_DEF imret_result imret_index_load_file(const char *path, const imret_index
     if ((rc = imret__read_file(path, SIZE_MAX, "index", &data, &size, &mapped)) != IMRET_OK) return rc;
     rc = imret_index_load_memory(data, size, expected, out);
     imret__release_file(data, size, mapped);
+    if (rc != IMRET_OK) {
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", imret_last_error());
+        imret__fail(rc, "%s: %s", path, tmp);
+    }
+    return rc;
+}
+
+IMRET_DEF imret_result imret_index_map_file(const char *path, const imret_index_config *expected, imret_index **out) {
+    uint8_t *data;
+    size_t size;
+    int mapped = 1;
+    const uint16_t one = 1;
+    imret_result rc;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_map_file: out is NULL");
+    *out = NULL;
+    if (!path) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_map_file: path is NULL");
+    if ((rc = imret__read_file(path, SIZE_MAX, "index", &data, &size, &mapped)) != IMRET_OK) return rc;
+    if (!mapped || *(const uint8_t *)&one != 1 || ((uintptr_t)data & 7)) { /* no mapping possible: copy */
+        rc = imret_index_load_memory(data, size, expected, out);
+        imret__release_file(data, size, mapped);
+    } else {
+        rc = imret__idx_load(data, size, expected, 1, out);
+        if (rc != IMRET_OK) imret__release_file(data, size, mapped);
+    }
     if (rc != IMRET_OK) {
         char tmp[512];
         snprintf(tmp, sizeof tmp, "%s", imret_last_error());

@@ -686,6 +686,36 @@ static void test_persist(void) {
         CHECK(imret_index_save_memory(back, buf2, size, &size2) == IMRET_OK && !memcmp(buf, buf2, size), "file round trip identical");
         imret_index_destroy(back);
     }
+    /* read-only mapping: same bytes when saved, same search results, modifications refused */
+    CHECK(imret_index_map_file("build/test_index.imri", &cfg, &back) == IMRET_OK, "map file");
+    if (back) {
+        imret_index *cp = NULL;
+        float q[19];
+        uint64_t qc[3] = {rnd(), rnd(), 3};
+        imret_index_hit h1[7], h2[7];
+        imret_index_results r1, r2;
+        size_t d;
+        for (d = 0; d < 19; d++) q[d] = (float)grand();
+        memset(h1, 0, sizeof h1);
+        memset(h2, 0, sizeof h2);
+        CHECK(imret_index_save_memory(back, buf2, size, &size2) == IMRET_OK && !memcmp(buf, buf2, size), "mapped index saves identical bytes");
+        imret_index_load_file("build/test_index.imri", NULL, &cp);
+        CHECK(cp && imret_index_search_cosine(back, q, 1, 7, NULL, h1, NULL) == IMRET_OK && imret_index_search_cosine(cp, q, 1, 7, NULL, h2, NULL) == IMRET_OK &&
+                  !memcmp(h1, h2, sizeof h1), "mapped cosine search == loaded");
+        CHECK(cp && imret_index_range_hamming(back, qc, 1, 60, NULL, &r1) == IMRET_OK && imret_index_range_hamming(cp, qc, 1, 60, NULL, &r2) == IMRET_OK &&
+                  r1.offsets[1] == r2.offsets[1] && !memcmp(r1.hits, r2.hits, r1.offsets[1] * sizeof *r1.hits), "mapped range search == loaded");
+        imret_index_results_free(&r1);
+        imret_index_results_free(&r2);
+        CHECK(imret_index_add(back, 42, NULL, q, qc) == IMRET_ERROR_UNSUPPORTED, "add to a mapping refused");
+        CHECK(imret_index_remove(back, h1[0].id) == IMRET_ERROR_UNSUPPORTED, "remove from a mapping refused");
+        CHECK(imret_index_compact(back) == IMRET_ERROR_UNSUPPORTED, "compact of a mapping refused");
+        CHECK(imret_index_build_mih(back, 0) == IMRET_OK, "MIH over a mapping");
+        imret_index_destroy(cp);
+        imret_index_destroy(back);
+        back = NULL;
+    }
+    other = cfg; other.model_fingerprint = 1;
+    CHECK(imret_index_map_file("build/test_index.imri", &other, &back) == IMRET_ERROR_MISMATCH && !back, "map file mismatch");
     CHECK(imret_index_load_file("build/does-not-exist.imri", NULL, &back) == IMRET_ERROR_IO && !back, "missing file -> IO");
     CHECK(imret_index_save_file(idx, "build/no-such-dir/x.imri") == IMRET_ERROR_IO, "save into missing dir -> IO");
     /* mismatches */
@@ -815,7 +845,7 @@ static void test_persist(void) {
     imret_index_destroy(idx);
     remove("build/test_index.imri");
     printf("persistence: save->load->save identical (%lu bytes), %lu truncations, %lu header bytes corrupted, %lu data flips "
-           "-> FORMAT/CHECKSUM, 8 structural corruptions behind valid CRCs -> FORMAT, mismatches, NULL/k=0: %s\n",
+           "-> FORMAT/CHECKSUM, 8 structural corruptions behind valid CRCs -> FORMAT, read-only mapping == loaded (search, save bytes; add/remove/compact refused), mismatches, NULL/k=0: %s\n",
            (unsigned long)size, (unsigned long)trunc, (unsigned long)hdr_checked, (unsigned long)flips, fails > f0 ? "FAILED" : "ok");
 }
 
