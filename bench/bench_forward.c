@@ -3,7 +3,7 @@
    Prints one line: model size threads simd median_ms min_ms gflops. The input is random; the
    FLOP count is measured by a dry walk of the same network (2 x multiply-adds).
    With IMRET_BENCH_JSON=1 in the environment it also prints one line "json {...}" with every
-   timed run (ms), the process CPU time of the timed runs, its peak RSS (VmHWM) and a summary of the output (count,
+   timed run (ms) and its start (CLOCK_MONOTONIC ms), the process CPU time of the timed runs, its peak RSS (VmHWM) and a summary of the output (count,
    sum, L2 norm, first 8 values) -- read by bench/bench_forward.py. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
     imret_context_config cc = imret_context_config_init();
     int size = argc > 2 ? atoi(argv[2]) : 224, runs = argc > 4 ? atoi(argv[4]) : 20, i, logits = argc > 5 && !strcmp(argv[5], "logits");
     imret_tensor x, f;
-    double *t, macs, cpu0 = 0, cpu1 = 0;
+    double *t, *t_start, macs, cpu0 = 0, cpu1 = 0;
     float *out = NULL;
     imret_model_info info;
     if (argc < 2) { fprintf(stderr, "usage: %s MODEL.imw [size] [threads] [runs] [logits|features]\n", argv[0]); return 1; }
@@ -80,12 +80,13 @@ int main(int argc, char **argv) {
     for (i = 0; i < 3 * size * size; i++) x.data[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     if (logits) out = (float *)malloc(sizeof(float) * info.num_classes);
     t = (double *)malloc(sizeof(double) * runs);
+    t_start = (double *)malloc(sizeof(double) * runs);
     (void)count; (void)g_flops;
     for (i = -2; i < runs; i++) { /* 2 warm-up runs */
         double t0 = now_ms();
         imret_result r = logits ? imret_forward_logits(ctx, &x, out, info.num_classes, NULL) : imret_forward(ctx, &x, &f, NULL);
         if (r) { fprintf(stderr, "%s\n", imret_last_error()); return 2; }
-        if (i >= 0) t[i] = now_ms() - t0;
+        if (i >= 0) { t[i] = now_ms() - t0; t_start[i] = t0; }
         if (i == -1) cpu0 = cpu_ms();
     }
     cpu1 = cpu_ms();
@@ -96,6 +97,8 @@ int main(int argc, char **argv) {
         for (k = 0; k < n; k++) { sum += y[k]; l2 += (double)y[k] * y[k]; }
         printf("json {\"times\": [");
         for (i = 0; i < runs; i++) printf("%s%.4f", i ? ", " : "", t[i]);
+        printf("], \"starts\": [");
+        for (i = 0; i < runs; i++) printf("%s%.3f", i ? ", " : "", t_start[i]);
         printf("], \"cpu_ms\": %.3f, \"vmhwm_kb\": %ld, \"threads\": %d, \"simd\": \"%s\", \"out\": {\"n\": %lu, \"sum\": %.9g, \"l2\": %.9g, \"head\": [",
                cpu1 - cpu0, status_kb("VmHWM"), ctx->threads, imret_simd_name(ctx->kern.level), (unsigned long)n, sum, sqrt(l2));
         for (k = 0; k < n && k < 8; k++) printf("%s%.9g", k ? ", " : "", y[k]);

@@ -23,10 +23,14 @@ What it does (DESIGN.md section 8, issue 4):
     runtime (runtime order rotated per round and configuration) so drift hits all alike; each
     process does 2 (imret) / 3 (anchors) warm-up passes then --runs timed ones; medians are over
     all timed runs of all rounds;
- 4. reads each child's peak RSS (wait4 ru_maxrss), the cores it used during the timed runs
-    (process CPU time / wall time), and /proc/stat around every child: CPU time consumed by
-    other processes (total busy time - the child's - this script's) and hypervisor steal;
-    warns when the machine was not quiet;
+ 4. reads each child's peak RSS (its VmHWM), the cores it used during the timed runs (process
+    CPU time / wall time), and keeps the machine honest: before each child it waits (bounded)
+    for an idle machine; while the child runs it samples /proc/stat, the child's CPU time and
+    its own every 50 ms, so the CPU time of other processes is known around every timed run
+    (each child reports its runs' CLOCK_MONOTONIC start times); runs during which others used
+    more than 0.25 core are dropped, a process left with too few clean runs is run again
+    (bounded by --retries / --wait-budget), rows that still lack runs are marked (busy!), and
+    the notes say how many runs were dropped and what others used during the kept ones;
  5. checks that the three runtimes computed the same thing (L2 norm and first outputs agree);
  6. prints the tables and writes them as markdown to build/bench_forward.md.
 
@@ -62,6 +66,9 @@ RUNTIMES = ("imret", "ort", "torch")
 LABEL = {"imret": "imret", "ort": "ONNX Runtime", "torch": "PyTorch"}
 NICE = {"resnet50": "ResNet-50", "resnet18": "ResNet-18", "vgg16": "VGG16"}
 QUIET_WARN = 0.03  # others' CPU share (of all cores) above which a measurement is flagged
+SAMPLE_S = 0.05  # how often /proc/stat and the child's CPU time are sampled during a measurement
+MIN_WINDOW_MS = 250.0  # a timed run is judged on at least this much of samples around it (ticks are 10 ms)
+DIRTY_CORES = 0.25  # a timed run during which other processes used more than this many cores is dropped
 
 
 def log(*a):
@@ -243,33 +250,99 @@ def wait_quiet(max_wait, window=0.5, need=3, limit=0.05):
     return max_wait
 
 
+def proc_cpu(pid):
+    """utime + stime (s) of a process, all its threads; None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / HZ
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def run_child(cmd, env=None):
-    """Run one measurement process; returns (json dict or None, error text, stats dict)."""
+    """Run one measurement process while sampling, every SAMPLE_S, the machine's busy time
+    (/proc/stat), the child's CPU time (/proc/PID/stat) and this process's own; returns
+    (json dict or None, error text, stats dict with "samples" = [(t_ms, busy_s, steal_s,
+    child_s, self_s)] on CLOCK_MONOTONIC, the clock the children time their runs with)."""
+    import tempfile
+    import threading
+
+    def me():
+        t = os.times()
+        return t.user + t.system
     b0, i0, s0 = proc_stat()
-    self0 = os.times()
+    self0 = me()
     w0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    out, err = p.stdout.read(), p.stderr.read()  # stderr is small; stdout one or two lines
+    errf = tempfile.TemporaryFile()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, env=env, cwd=ROOT)
+    samples, last = [], [0.0]
+    stop = threading.Event()
+
+    def sampler():
+        while True:
+            c = proc_cpu(p.pid)
+            if c is None:
+                break
+            last[0] = max(last[0], c)
+            b, _, st = proc_stat()
+            samples.append((time.monotonic() * 1e3, b, st, c, me()))
+            if stop.wait(SAMPLE_S):
+                break
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    out = p.stdout.read()
+    stop.set()
+    th.join()
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - w0
     b1, i1, s1 = proc_stat()
-    self1 = os.times()
+    self1 = me()
     child_cpu = ru.ru_utime + ru.ru_stime
-    me = (self1.user - self0.user) + (self1.system - self0.system)
-    others = max(0.0, (b1 - b0) - child_cpu - me)
+    samples.append((time.monotonic() * 1e3, b1, s1, child_cpu, self1))  # encloses the last timed run
+    others = max(0.0, (b1 - b0) - child_cpu - (self1 - self0))
     stats = {"wall_s": wall, "maxrss_kb": ru.ru_maxrss, "child_cpu_s": child_cpu,
              "others_frac": others / (wall * NCPU), "steal_frac": (s1 - s0) / (wall * NCPU),
-             "idle_frac": (i1 - i0) / (wall * NCPU)}
+             "idle_frac": (i1 - i0) / (wall * NCPU), "samples": samples}
     out = out.decode(errors="replace")
     stats["stdout"] = out
+    errf.seek(0)
+    err = errf.read().decode(errors="replace")
+    errf.close()
     res = None
     for line in out.splitlines():
         if line.startswith("json "):
             res = json.loads(line[5:])
     if p.returncode != 0 or res is None:
-        return None, ("exit %d: %s" % (p.returncode, (err.decode(errors="replace") or out).strip()[-400:])), stats
+        return None, ("exit %d: %s" % (p.returncode, (err or out).strip()[-400:])), stats
     return res, "", stats
+
+
+def classify_runs(samples, starts, times):
+    """Cores used by other processes around each timed run (window of >= MIN_WINDOW_MS of
+    samples enclosing it); None for a run the samples do not enclose."""
+    import bisect
+    ts = [x[0] for x in samples]
+    out = []
+    for s, d in zip(starts, times):
+        i = bisect.bisect_right(ts, s) - 1
+        j = bisect.bisect_left(ts, s + d)
+        if i < 0 or j >= len(ts):
+            out.append(None)
+            continue
+        while ts[j] - ts[i] < MIN_WINDOW_MS and (i > 0 or j < len(ts) - 1):
+            if i > 0:
+                i -= 1
+            if j < len(ts) - 1 and ts[j] - ts[i] < MIN_WINDOW_MS:
+                j += 1
+        a, b = samples[i], samples[j]
+        win = (b[0] - a[0]) / 1e3
+        if win <= 0:
+            out.append(None)
+            continue
+        out.append(max(0.0, (b[1] - a[1]) - (b[3] - a[3]) - (b[4] - a[4])) / win)
+    return out
 
 
 def median(v):
@@ -402,7 +475,8 @@ def main():
             for t in threads:
                 configs.append((arch, mode, t))
     runtimes = [r for r in RUNTIMES if r not in missing]
-    res = {(c, r): {"times": [], "rss": [], "base": [], "cores": [], "others": [], "steal": [], "out": None, "err": ""}
+    res = {(c, r): {"times": [], "rss": [], "base": [], "cores": [], "others": [], "steal": [], "out": None, "err": "",
+                    "planned": 0, "dropped": 0, "unjudged": 0, "others_kept": []}
            for c in configs for r in RUNTIMES}
     env_base = dict(os.environ)
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -429,6 +503,8 @@ def main():
                 else:
                     env["OMP_NUM_THREADS"] = str(t)  # what torch.set_num_threads sets too; keeps OpenMP from spawning more
                     cmd = [PY, os.path.join(BENCH, "torch_runner.py"), arch, mode, str(t), str(args.runs), "3", str(args.size)]
+                need = max(1, (args.runs * 5 + 5) // 6)  # clean runs wanted from this round (10 of 12)
+                got = 0
                 for attempt in range(args.retries + 1):
                     allowed = max(2.0, min(args.max_wait, args.wait_budget - sum(waits)))
                     waited = wait_quiet(allowed)
@@ -436,32 +512,42 @@ def main():
                         log("  machine still busy after %.0f s; measuring anyway" % waited)
                     waits.append(waited)
                     out, err, st = run_child(cmd, env)
-                    if out is None or st["others_frac"] <= QUIET_WARN:
+                    if out is None:
+                        r["err"] = err
+                        log("  %s %s %dt %s: FAILED %s" % (arch, mode, t, rt, err))
+                        break
+                    # judge every timed run on the others' CPU time around it; keep the clean ones
+                    oc = classify_runs(st["samples"], out.get("starts", []), out["times"])
+                    oc += [None] * (len(out["times"]) - len(oc))
+                    keep = [i for i, c in enumerate(oc) if c is None or c <= DIRTY_CORES]
+                    r["unjudged"] += sum(1 for c in oc if c is None)
+                    r["planned"] += len(out["times"])
+                    r["times"] += [out["times"][i] for i in keep]
+                    r["others_kept"] += [oc[i] for i in keep if oc[i] is not None]
+                    r["dropped"] += len(out["times"]) - len(keep)
+                    got += len(keep)
+                    # VmHWM of the child's own image: ru_maxrss of a forked child also counts the
+                    # parent's RSS at fork time, so it is only the fallback
+                    r["rss"].append(out.get("vmhwm_kb") or st["maxrss_kb"])
+                    if out.get("rss_base_kb"):
+                        r["base"].append(out["rss_base_kb"])
+                    r["cores"].append(out["cpu_ms"] / sum(out["times"]))
+                    r["others"].append(st["others_frac"])
+                    r["steal"].append(st["steal_frac"])
+                    r["out"] = out["out"]
+                    if rt == "imret":
+                        simd = out.get("simd", simd)
+                    log("  round %d  %-8s %-8s %dt  %-6s median %8.2f ms  kept %2d/%d runs  (others' CPU %4.1f%% of the "
+                        "process's life, steal %4.1f%%)" % (
+                            rnd + 1, arch, mode, t, rt, median([out["times"][i] for i in keep] or out["times"]), len(keep),
+                            len(out["times"]), 100 * st["others_frac"], 100 * st["steal_frac"]))
+                    if got >= need:
                         break
                     if attempt < args.retries and sum(waits) < args.wait_budget:
-                        retries.append("%s %s %dt %s: others' CPU %.0f%%" % (arch, mode, t, rt, 100 * st["others_frac"]))
-                        log("  round %d  %-8s %-8s %dt  %-6s discarded: others' CPU %.1f%% (median %.2f ms); again" % (
-                            rnd + 1, arch, mode, t, rt, 100 * st["others_frac"], median(out["times"])))
+                        retries.append("%s %s %dt %s" % (arch, mode, t, rt))
+                        log("  round %d  %-8s %-8s %dt  %-6s only %d clean runs; once more" % (rnd + 1, arch, mode, t, rt, got))
                     else:
                         break
-                if out is None:
-                    r["err"] = err
-                    log("  %s %s %dt %s: FAILED %s" % (arch, mode, t, rt, err))
-                    continue
-                r["times"] += out["times"]
-                # VmHWM of the child's own image: ru_maxrss of a forked child also counts the
-                # parent's RSS at fork time, so it is only the fallback
-                r["rss"].append(out.get("vmhwm_kb") or st["maxrss_kb"])
-                if out.get("rss_base_kb"):
-                    r["base"].append(out["rss_base_kb"])
-                r["cores"].append(out["cpu_ms"] / sum(out["times"]))
-                r["others"].append(st["others_frac"])
-                r["steal"].append(st["steal_frac"])
-                r["out"] = out["out"]
-                if rt == "imret":
-                    simd = out.get("simd", simd)
-                log("  round %d  %-8s %-8s %dt  %-6s median %8.2f ms  (others' CPU %4.1f%%, steal %4.1f%%)" % (
-                    rnd + 1, arch, mode, t, rt, median(out["times"]), 100 * st["others_frac"], 100 * st["steal_frac"]))
 
     # memory bandwidth again: on a shared VM host it moves with the neighbours' load
     wait_quiet(args.max_wait)
@@ -473,7 +559,11 @@ def main():
 
     # ------------------------------------------------------------------ report
     rows, rows2, bad_outputs, busy_rows = [], [], [], []
-    all_others, all_steal = [], []
+    all_others, all_steal, kept_others = [], [], []
+    n_planned = sum(r["planned"] for r in res.values())
+    n_dropped = sum(r["dropped"] for r in res.values())
+    n_unjudged = sum(r["unjudged"] for r in res.values())
+    min_kept = min(20, (4 * args.rounds * args.runs + 4) // 5)
     for cfg in configs:
         arch, mode, t = cfg
         flop = 2.0 * man["models"][arch]["macs"][mode]
@@ -484,6 +574,7 @@ def main():
             med[rt] = median(r["times"]) if r["times"] else None
             all_others += r["others"]
             all_steal += r["steal"]
+            kept_others += r["others_kept"]
         for rt in ("ort", "torch"):
             if res[(cfg, rt)]["out"] and res[(cfg, "imret")]["out"]:
                 d = agree(res[(cfg, "imret")]["out"], res[(cfg, rt)]["out"])
@@ -505,7 +596,7 @@ def main():
             return "%.0f (%.0f%%)" % (g, 100 * g / pk)
 
         name = "%s %s" % (NICE.get(arch, arch), "features" if mode == "features" else "full")
-        if any(x > QUIET_WARN for rt in RUNTIMES for x in res[(cfg, rt)]["others"]):
+        if any(len(res[(cfg, rt)]["times"]) < min_kept for rt in runtimes):
             name += " (busy!)"
             busy_rows.append("%s %dt" % (name[:-8], t))
         rows.append([name, str(t), ms("imret"), ms("ort"), ms("torch"), ratio("imret", "ort"), ratio("imret", "torch"),
@@ -519,22 +610,29 @@ def main():
             v = res[(cfg, rt)]["cores"]
             return "%.2f" % median(v) if v else "n/a"
 
-        oth = [x for rt in RUNTIMES for x in res[(cfg, rt)]["others"]]
+        def kept(rt):
+            return str(len(res[(cfg, rt)]["times"])) if rt in runtimes else "n/a"
+        oth = [x for rt in RUNTIMES for x in res[(cfg, rt)]["others_kept"]]
         stl = [x for rt in RUNTIMES for x in res[(cfg, rt)]["steal"]]
         wfile = os.path.join(MODELS, man["models"][arch]["imw"][mode])
         rows2.append([name, str(t), "%.0f" % (os.path.getsize(wfile) / 2 ** 20), rss("imret"), rss("ort"), rss("torch"),
                       "%s / %s / %s" % (cores("imret"), cores("ort"), cores("torch")),
-                      "%.1f%%" % (100 * max(oth)) if oth else "n/a", "%.1f%%" % (100 * max(stl)) if stl else "n/a"])
+                      "%s / %s / %s" % (kept("imret"), kept("ort"), kept("torch")),
+                      "%.1f%%" % (100 * sum(oth) / len(oth) / NCPU) if oth else "n/a",
+                      "%.1f%%" % (100 * max(stl)) if stl else "n/a"])
 
     n_runs = args.rounds * args.runs
     quiet_max = max(all_others) if all_others else 0.0
     quiet_mean = sum(all_others) / len(all_others) if all_others else 0.0
     steal_max = max(all_steal) if all_steal else 0.0
-    quiet = quiet_max <= QUIET_WARN and steal_max <= QUIET_WARN
+    kept_mean = sum(kept_others) / len(kept_others) / NCPU if kept_others else 0.0
+    kept_max = max(kept_others) / NCPU if kept_others else 0.0
+    quiet = n_dropped == 0 and quiet_max <= QUIET_WARN and steal_max <= QUIET_WARN
     head = [
-        "Forward pass, batch 1, %dx%d, fp32, medians of %d timed runs per runtime (%d interleaved rounds x %d, "
-        "each runtime in its own process, warm). %s." % (args.size, args.size, n_runs, args.rounds, args.runs,
-                                                         datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
+        "Forward pass, batch 1, %dx%d, fp32, medians of the timed runs kept (%d per runtime and row: %d interleaved "
+        "rounds x %d, each runtime in its own process, warm; runs during which other processes used > %.2g core are "
+        "dropped). %s." % (args.size, args.size, n_runs, args.rounds, args.runs, DIRTY_CORES,
+                           datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
         "Machine: %s, %d cores (%s); imret kernels: %s; imret %s." % (cpu_name(), NCPU, platform.machine(), simd, git_rev()),
         "Physical limits measured in this run: fp32 FMA peak %s; memory read bandwidth %s." % (
             ", ".join("%.1f GFLOP/s at %d thread%s" % (peak[k], k, "s" if k > 1 else "") for k in sorted(peak)),
@@ -556,24 +654,29 @@ def main():
     th = ["model", "thr", "imret ms", "ORT ms", "PyTorch ms", "imret/ORT", "imret/PyTorch", "GFLOP",
           "imret GFLOP/s (% peak)", "ORT GFLOP/s (% peak)", "PyTorch GFLOP/s (% peak)"]
     th2 = ["model", "thr", "weights MB (.imw)", "imret peak RSS MB", "ORT peak RSS MB", "PyTorch peak RSS MB",
-           "cores used imret / ORT / PyTorch", "others' CPU (max)", "steal (max)"]
+           "cores used imret / ORT / PyTorch", "runs kept imret / ORT / PyTorch", "others' CPU in kept runs",
+           "steal (max)"]
     notes = []
     if quiet:
-        notes.append("Machine quiet: other processes used at most %.1f%% of the CPU (mean %.1f%%) and hypervisor steal "
-                     "was at most %.1f%% during any measurement." % (100 * quiet_max, 100 * quiet_mean, 100 * steal_max))
+        notes.append("Machine quiet: no timed run dropped; other processes used at most %.1f%% of the CPU (mean %.1f%%) "
+                     "and hypervisor steal at most %.1f%% over any measurement process." % (
+                         100 * quiet_max, 100 * quiet_mean, 100 * steal_max))
     else:
-        notes.append("WARNING: machine NOT quiet: other processes used up to %.1f%% of the CPU (mean %.1f%%), hypervisor "
-                     "steal up to %.1f%% during a measurement (threshold %.0f%%); numbers may be off." % (
-                         100 * quiet_max, 100 * quiet_mean, 100 * steal_max, 100 * QUIET_WARN))
+        notes.append("Machine busy at times: %d of %d timed runs were dropped because other processes used > %.2g core "
+                     "during them (judged from /proc/stat and the child's CPU time sampled every %.0f ms); in the kept "
+                     "runs other processes used on average %.1f%% of the CPU (worst run %.1f%%); hypervisor steal at "
+                     "most %.1f%%." % (n_dropped, n_planned, DIRTY_CORES, 1e3 * SAMPLE_S, 100 * kept_mean,
+                                       100 * kept_max, 100 * steal_max))
         if busy_rows:
-            notes.append("Rows marked (busy!) had a measurement during which other processes used > %.0f%% of the CPU "
-                         "(after waiting and retrying): %s." % (100 * QUIET_WARN, ", ".join(busy_rows)))
+            notes.append("WARNING: rows marked (busy!) kept fewer than %d runs for a runtime even after retries: %s; "
+                         "re-run on a quiet machine." % (min_kept, ", ".join(busy_rows)))
+    if n_unjudged:
+        notes.append("%d timed runs could not be judged (no CPU samples around them) and were kept." % n_unjudged)
     if limit_busy:
         notes.append("WARNING: the machine was busy while measuring " + "; ".join(limit_busy) + ".")
     notes.append("Before each process the script waited for an idle machine (%.0f s in all, longest %.0f s); %d "
-                 "measurement(s) were discarded and repeated because other processes used > %.0f%% of the CPU%s." % (
-                     sum(waits), max(waits) if waits else 0, len(retries), 100 * QUIET_WARN,
-                     (": " + "; ".join(retries)) if retries else ""))
+                 "process(es) were run again for lack of clean runs%s." % (
+                     sum(waits), max(waits) if waits else 0, len(retries), (": " + "; ".join(retries)) if retries else ""))
     notes.append("Peak RSS is VmHWM of each measurement process: it includes each runtime's own baseline "
                  "(node + ORT library about %s MB before the session, python + torch about %s MB before the model)." % (
                      _base(res, "ort"), _base(res, "torch")))

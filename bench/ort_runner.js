@@ -6,7 +6,7 @@
 // Session: intraOpNumThreads = THREADS, interOpNumThreads = 1, sequential execution, graph
 // optimisation level "all". Times RUNS session.run calls after WARMUP ones on the benchmark's
 // deterministic input (the pattern of bench/bench_forward.c) and prints one line "json {...}":
-// every timed run (ms), process CPU time of the timed runs, RSS before the session was created,
+// every timed run (ms) and its start (CLOCK_MONOTONIC ms), process CPU time of the timed runs, RSS before the session was created,
 // a summary of the output (n, sum, L2, first 8 values) and the onnxruntime-node version.
 'use strict';
 const fs = require('fs');
@@ -41,19 +41,20 @@ async function main() {
   const outName = sess.outputNames[0];
   let out;
   for (let i = 0; i < warmup; i++) out = await sess.run(feeds);
-  const times = [];
+  const times = [], starts = [];
   const c0 = process.cpuUsage();
   for (let i = 0; i < runs; i++) {
     const t0 = process.hrtime.bigint();
     out = await sess.run(feeds);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    starts.push(Number(t0) / 1e6); // CLOCK_MONOTONIC ms, as the orchestrator's samples
   }
   const c1 = process.cpuUsage(c0);
   const y = out[outName].data;
   let sum = 0, l2 = 0;
   for (let i = 0; i < y.length; i++) { sum += y[i]; l2 += y[i] * y[i]; }
   console.log('json ' + JSON.stringify({
-    times, cpu_ms: (c1.user + c1.system) / 1e3, threads, rss_base_kb: base, vmhwm_kb: rssKb('VmHWM'),
+    times, starts, cpu_ms: (c1.user + c1.system) / 1e3, threads, rss_base_kb: base, vmhwm_kb: rssKb('VmHWM'),
     out: { n: y.length, sum, l2: Math.sqrt(l2), head: Array.from(y.slice(0, 8)) },
     version,
   }));

@@ -7,7 +7,7 @@ bench_forward.py converted to .imw and exported to ONNX), trunk only for "featur
 conv5_3+ReLU, i.e. features[:-1], as imret_forward; ResNet: up to layer4), compiles it with
 torch.jit.optimize_for_inference(torch.jit.script(model.eval())) under torch.no_grad() and
 times RUNS forward passes after WARMUP ones at batch 1 on the benchmark's deterministic input.
-Prints one line "json {...}": every timed run (ms), process CPU time of the timed runs,
+Prints one line "json {...}": every timed run (ms) and its start (CLOCK_MONOTONIC ms), process CPU time of the timed runs,
 RSS before the model was built, and a summary of the output (n, sum, L2, first 8 values).
 
 Eager PyTorch is not the anchor: Debian's torch falls back to the reference BLAS for batch-1
@@ -111,15 +111,17 @@ def main():
         del model
         for _ in range(warmup):
             y = net(x)
-        times = []
+        times, starts = [], []
         c0 = time.process_time()
         for _ in range(runs):
+            s0 = time.monotonic()
             t0 = time.perf_counter()
             y = net(x)
             times.append((time.perf_counter() - t0) * 1e3)
+            starts.append(s0 * 1e3)  # CLOCK_MONOTONIC ms, as the orchestrator's samples
         c1 = time.process_time()
     print("json " + json.dumps({
-        "times": times, "cpu_ms": (c1 - c0) * 1e3, "threads": torch.get_num_threads(),
+        "times": times, "starts": starts, "cpu_ms": (c1 - c0) * 1e3, "threads": torch.get_num_threads(),
         "rss_base_kb": base, "vmhwm_kb": rss_kb("VmHWM"), "out": summary(y.numpy()),
         "version": torch.__version__,
     }), flush=True)
