@@ -502,6 +502,7 @@ def main():
                            str(args.runs), "3", str(args.size)]
                 else:
                     env["OMP_NUM_THREADS"] = str(t)  # what torch.set_num_threads sets too; keeps OpenMP from spawning more
+                    env["OPENBLAS_NUM_THREADS"] = str(t)  # when libblas.so.3 is OpenBLAS (pthread): no extra pool
                     cmd = [PY, os.path.join(BENCH, "torch_runner.py"), arch, mode, str(t), str(args.runs), "3", str(args.size)]
                 need = max(1, (args.runs * 5 + 5) // 6)  # clean runs wanted from this round (10 of 12)
                 got = 0
@@ -642,8 +643,8 @@ def main():
                                 "graph optimisation all; model from torch.onnx.export opset 13" % ort_version
                                 if ort_version else "n/a: " + missing.get("ort", "")),
         "PyTorch: %s." % ("%s, torch.jit.optimize_for_inference(torch.jit.script(model)) under no_grad, "
-                           "torch.set_num_threads(threads); convolutions and linear layers in oneDNN %s; BLAS: BLAS_INFO=%s, "
-                           "libblas.so.3 -> %s = %s; ATen CPU capability %s" % (
+                           "torch.set_num_threads(threads); convolutions in oneDNN %s (prim::mkldnn_convolution), linear layers as "
+                           "aten::matmul in the system BLAS: BLAS_INFO=%s, libblas.so.3 -> %s = %s; ATen CPU capability %s" % (
                                tinfo["version"], tinfo["onednn"], tinfo["blas"], tinfo["libblas"], tinfo["blas_impl"], tinfo["cap"])
                            if tinfo else "n/a: " + missing.get("torch", "")),
         "Models: torchvision architectures, random init (seed %d), the same weights in all three runtimes. "
