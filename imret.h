@@ -175,8 +175,9 @@ typedef enum imret_resize_mode {
 /* Resampling filters of stb_image_resize (its triangle filter is not offered: in the
    stb_image_resize 0.97 that Debian ships it computes wrong weights when shrinking). */
 typedef enum imret_resize_filter {
-    IMRET_FILTER_CATMULLROM = 0, /* cubic, sharp; close to Pillow's BICUBIC             */
-    IMRET_FILTER_MITCHELL = 1,   /* cubic, softer (stb's default when shrinking)        */
+    IMRET_FILTER_CATMULLROM = 0, /* cubic, sharp; close to Pillow's BICUBIC (0.14 levels)  */
+    IMRET_FILTER_MITCHELL = 1,   /* cubic, softer (stb's default when shrinking); imret's
+                                    default: it reproduces the reference mAPs best       */
     IMRET_FILTER_BOX = 2,        /* area average                                         */
     IMRET_FILTER_BSPLINE = 3     /* cubic B-spline, smoothest                            */
 } imret_resize_filter;
@@ -192,7 +193,7 @@ typedef struct imret_preprocess_config {
     int min_source_side;   /* refuse images with a side below this; default 1           */
     uint8_t background[3]; /* RGB colour alpha channels are composited on; default
                               128,128,128 (neutral grey)                                */
-    imret_resize_filter filter; /* default IMRET_FILTER_CATMULLROM                      */
+    imret_resize_filter filter; /* default IMRET_FILTER_MITCHELL                        */
 } imret_preprocess_config;
 IMRET_API imret_preprocess_config imret_preprocess_config_init(void);
 
@@ -2334,6 +2335,7 @@ IMRET_DEF imret_preprocess_config imret_preprocess_config_init(void) {
     c.min_side = 32;
     c.min_source_side = 1;
     c.background[0] = c.background[1] = c.background[2] = 128;
+    c.filter = IMRET_FILTER_MITCHELL;
     return c;
 }
 

@@ -144,6 +144,7 @@ int main(int argc, char **argv) {
         imret_image got;
         size_t i;
         pc.longest_side = 97;
+        pc.filter = IMRET_FILTER_CATMULLROM;
         if (imret_image_load_file(path("resize_src.png"), NULL, &img) || imret_image_load_file(path("resize_expect.png"), NULL, &ref) ||
             imret_preprocess(keras, &img, &pc, &t)) {
             check(0, "resize: %s", imret_last_error());
