@@ -18,9 +18,10 @@ ALLFLAGS := $(CFLAGS) $(WARN) $(OMP)
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 EXAMPLES := $(BUILD)/classify
-TESTS    := $(BUILD)/test_kernels $(BUILD)/test_parity $(BUILD)/test_weights $(BUILD)/test_image $(BUILD)/test_classify $(BUILD)/test_desc
+TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_image test_classify test_desc \
+              test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash)
 
-.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench clean help
+.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help
 all: examples
 
 help:
@@ -43,7 +44,7 @@ $(BUILD)/classify: examples/classify.c examples/imagenet_classes.h imret.h | $(B
 
 # every test program is one .c file including imret.h
 $(BUILD)/test_%: tests/test_%.c imret.h | $(BUILD)
-	$(CC) $(CPPFLAGS) $(ALLFLAGS) $(TEST_EXTRA) $< -o $@ $(LDLIBS)
+	$(CC) -std=c99 -D_DEFAULT_SOURCE $(CPPFLAGS) $(ALLFLAGS) -Werror $(TEST_EXTRA) $< -o $@ $(LDLIBS)
 
 weights: weights/resnet50.imw
 weights/resnet50.imw: tools/fetch_default_model.sh tools/tfjs2imw.py tools/imw.py
@@ -54,6 +55,8 @@ refs: weights
 	$(PYTHON) tests/ref_default_model.py
 	$(PYTHON) tests/ref_images.py
 	$(PYTHON) tests/ref_desc.py
+	$(PYTHON) tests/ref_whiten.py
+	$(PYTHON) tests/ref_index.py
 
 test: weights refs $(TESTS) $(EXAMPLES)
 	sh tests/run_tests.sh $(BUILD)
@@ -62,8 +65,15 @@ test-asan test-ubsan: weights refs
 	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" NO_OMP=1 $(addprefix build-asan/,$(notdir $(TESTS) $(EXAMPLES)))
 	ASAN_OPTIONS=detect_leaks=1 IMRET_SANITIZED=1 sh tests/run_tests.sh build-asan
 
-bench:
-	@echo "benchmarks: see the fast-kernel issue; not yet available"
+include bench/Makefile.inc
+
+$(BUILD)/bench_index: bench/bench_index.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) -O2 $(OMP) $< -o $@ $(LDLIBS)
+
+bench-index: $(BUILD)/bench_index
+	$(BUILD)/bench_index $(BENCH_INDEX_ARGS)
+
+bench: bench-forward bench-index
 
 clean:
 	rm -rf $(BUILD) build-asan

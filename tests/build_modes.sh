@@ -39,4 +39,10 @@ echo "IMRET_STATIC + IMRET_NO_SIMD + IMRET_NO_OPENMP"
 printf '#define IMRET_STATIC\n#define IMRET_NO_SIMD\n#define IMRET_NO_OPENMP\n#define IMRET_IMPLEMENTATION\n#include "imret.h"\nint main(void){return imret_simd_detect()==IMRET_SIMD_SCALAR?0:1;}\n' > "$T/static.c"
 ${CC:-cc} -std=c99 -pedantic -Wall -Wextra -Werror -fopenmp $I "$T/static.c" -o "$T/static" -lm
 "$T/static"
+echo "C++ -O2 (g++ warns differently when optimising)"
+${CXX:-c++} -O2 -Wall -Wextra -Werror -fopenmp $I -c "$T/impl.cpp" -o "$T/impl_cpp_o2.o"
+echo "C99 -O2 -Wall -Wextra -Werror with IMRET_NO_STB_IMAGE + IMRET_NO_STDIO (memory-only, host decodes)"
+printf '#define IMRET_NO_STB_IMAGE\n#define IMRET_NO_STDIO\n#define IMRET_IMPLEMENTATION\n#include "imret.h"\nint main(void){imret_model *m=0; return imret_model_load_memory("x",1,0,&m)==IMRET_OK;}\n' > "$T/nostb.c"
+${CC:-cc} -std=c99 -pedantic -O2 -Wall -Wextra -Werror $I "$T/nostb.c" -o "$T/nostb" -lm
+"$T/nostb"
 echo "build modes ok"

@@ -38,6 +38,21 @@ run "image-io" "$B/test_image" "$D" "$D/resnet18.imw" weights/resnet50.imw
 # 5. Descriptors: pooling vs PyTorch formulas.
 run "pooling-vs-torch" "$B/test_desc" "$D/pooling.ref.imw"
 
+# 5b. Whitening and hashing vs numpy/PyTorch; descriptor helpers.
+run "whitening-vs-numpy" "$B/test_whiten" "$D/whiten.ref.imw" "$B/whiten.tmp"
+run "hash-vs-numpy-torch" "$B/test_hash" "$D/hash.ref.imw" "$B/hash.tmp"
+run "descriptor-helpers" "$B/test_desc_helpers"
+
+# 5c. Index and search: brute force, numpy, FAISS, crash safety.
+run "index-vs-brute-force" "$B/test_index"
+run "index-vs-numpy-faiss" "$B/test_index_ref" "$D/index_ref.bin"
+run "index-faiss-interop" "$B/test_index_faiss" "$B"
+run "index-crash-safety" "$B/test_index_crash" "$B"
+
+# 5d. Python converters and the Keras converter vs TF.js.
+[ -z "$IMRET_SANITIZED" ] && run "python-tools" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/test_tools.py
+[ -z "$IMRET_SANITIZED" ] && run "keras-converter-vs-tfjs" /usr/bin/python3 tests/check_keras_imw.py
+
 # 6. Build modes (C99 pedantic, C++, included twice, two translation units).
 [ -z "$IMRET_SANITIZED" ] && run "build-modes" sh tests/build_modes.sh
 

@@ -1,4 +1,4 @@
-/* Descriptor helpers of parts/descriptor.h:
+/* Descriptor helpers of imret.h (whitening/hash section):
    - imret_tensor_orient vs imret_image_orient (imret.h) on the same pixels, all 8
      orientations, odd sizes: exact equality;
    - MAC / SPoC / GeM of an oriented feature map equal those of the original (permutation
@@ -7,7 +7,6 @@
    - bad input. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
-#include "parts/descriptor.h"
 
 static int failures, checks;
 #define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; printf("  FAIL: "); printf(__VA_ARGS__); printf("\n"); } } while (0)

@@ -9,7 +9,6 @@
    `test_hash --time N D BITS` times ITQ training on random data. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
-#include "parts/descriptor.h"
 #include <time.h>
 
 static int failures, checks;

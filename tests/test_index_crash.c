@@ -6,7 +6,6 @@
 #define _POSIX_C_SOURCE 200809L
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
-#include "parts/index.h"
 
 #include <stdio.h>
 #include <stdlib.h>

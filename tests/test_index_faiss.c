@@ -6,7 +6,6 @@
    usage: test_index_faiss [dir=build] */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
-#include "parts/index.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

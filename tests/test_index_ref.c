@@ -9,7 +9,6 @@
    Usage: test_index_ref [tests/data/index_ref.bin] */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
-#include "parts/index.h"
 
 #include <stdio.h>
 #include <stdlib.h>

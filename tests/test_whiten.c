@@ -6,7 +6,6 @@
    symmetric N x N matrix and prints its residuals (N = 2048 for the README figure). */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
-#include "parts/descriptor.h"
 #include <time.h>
 
 static int failures, checks;

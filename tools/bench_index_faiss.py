@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""FAISS anchor for tests/bench_index.c: the same data (splitmix64 streams 1..4, see the C
+"""FAISS anchor for bench/bench_index.c: the same data (splitmix64 streams 1..4, see the C
 file), IndexBinaryFlat (Hamming top-10, 1M x 256 bits) and IndexFlatIP (cosine top-10,
 100k x 2048 fp32, L2-normalised), 1 query (25 different queries) and a batch of 64 (20 runs),
 1 and 2 threads, medians. Prints "faiss NAME THREADS MS" lines for the C driver, plus which

@@ -8,12 +8,11 @@
    IndexFlatIP. Medians of >= 20 runs (single queries: 25 different queries). Prints ratios
    FAISS time / imret time (> 1 = imret faster).
 
-   build: cc -std=c99 -O2 -fopenmp -I. tests/bench_index.c -o build/bench_index -lm
+   build: cc -std=c99 -O2 -fopenmp -I. bench/bench_index.c -o build/bench_index -lm
    run:   build/bench_index [--quick] [--no-faiss]       (from the repository root) */
 #define _POSIX_C_SOURCE 200809L
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
-#include "parts/index.h"
 
 #include <stdio.h>
 #include <stdlib.h>
