@@ -19,9 +19,10 @@ SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 
 EXAMPLES := $(BUILD)/classify
 TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_image test_classify test_desc \
-              test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash)
+              test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash \
+              test_quant)
 
-.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help
+.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help quant-weights
 all: examples
 
 help:
@@ -58,11 +59,18 @@ refs: weights
 	$(PYTHON) tests/ref_whiten.py
 	$(PYTHON) tests/ref_index.py
 
-test: weights refs $(TESTS) $(EXAMPLES)
+# Reduced-precision copies of the default model for the tests (tools/requantise.py).
+QUANT_W = $(addprefix $(BUILD)/quant/resnet50_,f16.imw bf16.imw int8.imw)
+$(BUILD)/quant/resnet50_%.imw: weights/resnet50.imw tools/requantise.py tools/imw.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) tools/requantise.py $< $@ --dtype $*
+quant-weights: $(QUANT_W)
+
+test: weights refs $(TESTS) $(EXAMPLES) quant-weights
 	sh tests/run_tests.sh $(BUILD)
 
 test-asan test-ubsan: weights refs
-	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" NO_OMP=1 $(addprefix build-asan/,$(notdir $(TESTS) $(EXAMPLES)))
+	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" NO_OMP=1 $(addprefix build-asan/,$(notdir $(TESTS) $(EXAMPLES))) quant-weights
 	ASAN_OPTIONS=detect_leaks=1 IMRET_SANITIZED=1 sh tests/run_tests.sh build-asan
 
 include bench/Makefile.inc

@@ -266,11 +266,22 @@ IMRET_API const char *imret_arch_name(imret_arch arch);
    ====================================================================================== */
 typedef struct imret_context imret_context;
 
+/* Arithmetic of the convolutions (weights in any file dtype are dequantised to fp32 at load;
+   this chooses how the forward pass computes). See weights/FORMAT.md and the README. */
+typedef enum imret_precision {
+    IMRET_PRECISION_FP32 = 0, /* fp32 everywhere (default)                                     */
+    IMRET_PRECISION_INT8 = 1  /* convolutions after the stem in int8 x uint7 with int32 sums:
+                                 per-output-channel weight scales, per-tensor activation scales
+                                 calibrated into the file (tools/calibrate); needs them       */
+} imret_precision;
+
 typedef struct imret_context_config {
     int threads;              /* OpenMP threads for this context; 0 = all cores, 1 = serial */
     size_t max_workspace_bytes; /* refuse inputs needing more; default 4 GiB            */
     imret_simd simd;          /* kernel level: AUTO (default) = best the CPU allows, capped by
                                  the IMRET_SIMD environment variable; SCALAR = portable    */
+    imret_precision precision; /* IMRET_PRECISION_FP32 (default) or _INT8; INT8 on a model
+                                 without activation scales: IMRET_ERROR_UNSUPPORTED        */
 } imret_context_config;
 IMRET_API imret_context_config imret_context_config_init(void);
 
@@ -1677,8 +1688,8 @@ static float imret__half_to_float(uint16_t h) {
     return f;
 }
 
-/* Copy tensor t into floats (converting f16/bf16). i8 needs its scale tensor: unsupported
-   here until the reduced-precision path lands. */
+/* Copy tensor t into floats (converting f16/bf16). i8 tensors need their scale tensor:
+   imret__imw_weight_f32 converts those. */
 static imret_result imret__imw_to_f32(const imret__imw_tensor *t, float *dst) {
     size_t i;
     switch (t->dtype) {
@@ -1698,7 +1709,8 @@ static imret_result imret__imw_to_f32(const imret__imw_tensor *t, float *dst) {
         }
         break;
     default:
-        return imret__fail(IMRET_ERROR_UNSUPPORTED, "weights: tensor %s: dtype %u is not supported by this build", t->name, t->dtype);
+        return imret__fail(IMRET_ERROR_UNSUPPORTED, "weights: tensor %s: dtype %u is only allowed for convolution and "
+                           "linear weights (with a .scale tensor)", t->name, t->dtype);
     }
     for (i = 0; i < t->count; i++)
         if (!(dst[i] - dst[i] == 0.0f))
@@ -1732,6 +1744,7 @@ typedef struct imret__fc {
 struct imret_model {
     imret_arch arch;
     int is_vgg, bottleneck, keras;
+    int bn_folded;                       /* header bn_folded=1: no BN tensors, every conv has a bias */
     float bn_eps;
     int input_bgr;
     float input_scale, mean[3], std[3];
@@ -1794,6 +1807,47 @@ static const imret__imw_tensor *imret__need(imret__loader *L, const char *name, 
     return t;
 }
 
+/* A convolution or linear weight tensor [out, ...] into floats. i8 weights are dequantised
+   with their per-output-channel "<name>.scale" (f32/f16/bf16 [out], finite, > 0), which is
+   marked used; i8 values must lie in the symmetric range -127..127. */
+static imret_result imret__imw_weight_f32(imret__loader *L, const imret__imw_tensor *t, float *dst) {
+    char name[64];
+    const imret__imw_tensor *ts;
+    float *scale;
+    size_t per_out, i;
+    uint32_t oc;
+    imret_result rc;
+    if (t->dtype != IMRET__DT_I8) return imret__imw_to_f32(t, dst);
+    snprintf(name, sizeof name, "%s.scale", t->name);
+    if (!(ts = imret__imw_find(L->w, name)))
+        return imret__fail(IMRET_ERROR_MISSING, "weights: int8 tensor %s has no scale tensor %s", t->name, name);
+    if (ts->ndim != 1 || ts->shape[0] != t->shape[0])
+        return imret__fail(IMRET_ERROR_SHAPE, "weights: %s has %u dims, first %u; expected 1 dim of %u (one scale per output channel)",
+                           name, ts->ndim, ts->shape[0], t->shape[0]);
+    if (!(scale = (float *)imret__calloc(t->shape[0], sizeof(float))))
+        return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", name);
+    if ((rc = imret__imw_to_f32(ts, scale)) != IMRET_OK) { IMRET_FREE(scale); return rc; }
+    L->used[ts - L->w->t] = 1;
+    per_out = t->count / t->shape[0];
+    for (oc = 0; oc < t->shape[0]; oc++) {
+        if (!(scale[oc] > 0.0f)) {
+            rc = imret__fail(IMRET_ERROR_FORMAT, "weights: %s[%u] = %g is not a positive scale", name, oc, (double)scale[oc]);
+            IMRET_FREE(scale);
+            return rc;
+        }
+        for (i = 0; i < per_out; i++) {
+            int q = (int8_t)t->data[oc * per_out + i];
+            if (q == -128) {
+                IMRET_FREE(scale);
+                return imret__fail(IMRET_ERROR_FORMAT, "weights: %s holds -128 (int8 weights are symmetric, -127..127)", t->name);
+            }
+            dst[oc * per_out + i] = (float)q * scale[oc];
+        }
+    }
+    IMRET_FREE(scale);
+    return IMRET_OK;
+}
+
 /* Load conv `cname` (+ optional bias) and fold BatchNorm `bname` (NULL: none) into it. */
 static imret_result imret__load_conv(imret__loader *L, const char *cname, const char *bname, int in_c, int out_c,
                                      int k, int stride, int pad, int has_bias, imret__conv *cv) {
@@ -1823,7 +1877,7 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
     cv->b = (float *)imret__calloc((size_t)out_c, sizeof(float));
     tmp = (float *)imret__calloc((size_t)out_c * 5, sizeof(float));
     if (!cv->w || !cv->b || !tmp) { IMRET_FREE(tmp); return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", cname); }
-    if ((rc = imret__imw_to_f32(tw, cv->w)) != IMRET_OK) goto done;
+    if ((rc = imret__imw_weight_f32(L, tw, cv->w)) != IMRET_OK) goto done;
     if (tb && (rc = imret__imw_to_f32(tb, tmp + 4 * (size_t)out_c)) != IMRET_OK) goto done;
     for (j = 0; j < 4 && bname; j++)
         if ((rc = imret__imw_to_f32(bn[j], tmp + (size_t)j * out_c)) != IMRET_OK) goto done;
@@ -1864,7 +1918,7 @@ static imret_result imret__load_fc(imret__loader *L, const char *name, int in_n,
     fc->w = (float *)imret__calloc((size_t)in_n * out_n, sizeof(float));
     fc->b = (float *)imret__calloc((size_t)out_n, sizeof(float));
     if (!fc->w || !fc->b) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", name);
-    if ((rc = imret__imw_to_f32(tw, fc->w)) != IMRET_OK) return rc;
+    if ((rc = imret__imw_weight_f32(L, tw, fc->w)) != IMRET_OK) return rc;
     return imret__imw_to_f32(tb, fc->b);
 }
 
@@ -1901,7 +1955,7 @@ static imret_result imret__build_vgg(imret__loader *L) {
             char cn[32], bnn[32];
             snprintf(cn, sizeof cn, "features.%d", idx);
             snprintf(bnn, sizeof bnn, "features.%d", idx + 1);
-            rc = imret__load_conv(L, cn, bn ? bnn : NULL, in_c, cfg[i], 3, 1, 1, 1, &m->convs[m->n_convs]);
+            rc = imret__load_conv(L, cn, bn && !m->bn_folded ? bnn : NULL, in_c, cfg[i], 3, 1, 1, 1, &m->convs[m->n_convs]);
             m->n_convs++;
             if (rc) return rc;
             m->vgg_plan[m->vgg_n++] = m->n_convs - 1;
@@ -1926,12 +1980,12 @@ static imret_result imret__build_resnet(imret__loader *L) {
     int depth_idx = m->keras ? 2 : m->arch - IMRET_ARCH_RESNET18;
     int exp = m->bottleneck ? 4 : 1, in_c = 64, s, i, b = 0, total = 0;
     const int *layers = imret__resnet_layers[depth_idx];
-    int bias = m->keras;
+    int bias = m->keras || m->bn_folded;
     imret_result rc;
     for (s = 0; s < 4; s++) total += layers[s];
     m->blocks = (imret__block *)imret__calloc((size_t)total, sizeof(imret__block));
     if (!m->blocks) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory");
-    if ((rc = imret__load_conv(L, "conv1", "bn1", 3, 64, 7, 2, 3, bias, &m->stem)) != IMRET_OK) return rc;
+    if ((rc = imret__load_conv(L, "conv1", m->bn_folded ? NULL : "bn1", 3, 64, 7, 2, 3, bias, &m->stem)) != IMRET_OK) return rc;
     for (s = 0; s < 4; s++) {
         int width = 64 << s;
         m->stage_blocks[s] = layers[s];
@@ -1945,21 +1999,21 @@ static imret_result imret__build_resnet(imret__loader *L) {
                 /* v1.5 (torchvision): stride on the 3x3; v1 (Keras): on the first 1x1 */
                 int s1 = m->keras ? stride : 1, s2 = m->keras ? 1 : stride;
                 snprintf(c, sizeof c, "%s.conv1", p); snprintf(n, sizeof n, "%s.bn1", p);
-                if ((rc = imret__load_conv(L, c, n, in_c, width, 1, s1, 0, bias, &blk->c1))) return rc;
+                if ((rc = imret__load_conv(L, c, m->bn_folded ? NULL : n, in_c, width, 1, s1, 0, bias, &blk->c1))) return rc;
                 snprintf(c, sizeof c, "%s.conv2", p); snprintf(n, sizeof n, "%s.bn2", p);
-                if ((rc = imret__load_conv(L, c, n, width, width, 3, s2, 1, bias, &blk->c2))) return rc;
+                if ((rc = imret__load_conv(L, c, m->bn_folded ? NULL : n, width, width, 3, s2, 1, bias, &blk->c2))) return rc;
                 snprintf(c, sizeof c, "%s.conv3", p); snprintf(n, sizeof n, "%s.bn3", p);
-                if ((rc = imret__load_conv(L, c, n, width, width * exp, 1, 1, 0, bias, &blk->c3))) return rc;
+                if ((rc = imret__load_conv(L, c, m->bn_folded ? NULL : n, width, width * exp, 1, 1, 0, bias, &blk->c3))) return rc;
             } else {
                 snprintf(c, sizeof c, "%s.conv1", p); snprintf(n, sizeof n, "%s.bn1", p);
-                if ((rc = imret__load_conv(L, c, n, in_c, width, 3, stride, 1, bias, &blk->c1))) return rc;
+                if ((rc = imret__load_conv(L, c, m->bn_folded ? NULL : n, in_c, width, 3, stride, 1, bias, &blk->c1))) return rc;
                 snprintf(c, sizeof c, "%s.conv2", p); snprintf(n, sizeof n, "%s.bn2", p);
-                if ((rc = imret__load_conv(L, c, n, width, width, 3, 1, 1, bias, &blk->c2))) return rc;
+                if ((rc = imret__load_conv(L, c, m->bn_folded ? NULL : n, width, width, 3, 1, 1, bias, &blk->c2))) return rc;
             }
             if (stride != 1 || in_c != width * exp) {
                 blk->has_down = 1;
                 snprintf(c, sizeof c, "%s.downsample.0", p); snprintf(n, sizeof n, "%s.downsample.1", p);
-                if ((rc = imret__load_conv(L, c, n, in_c, width * exp, 1, stride, 0, bias, &blk->down))) return rc;
+                if ((rc = imret__load_conv(L, c, m->bn_folded ? NULL : n, in_c, width * exp, 1, stride, 0, bias, &blk->down))) return rc;
             }
             in_c = width * exp;
         }
@@ -2015,6 +2069,10 @@ static imret_result imret__model_from_imw(const imret__imw *w, imret_model **out
         goto done;
     }
     m->input_bgr = !strcmp(val, "bgr");
+    if (imret__imw_get(w, "bn_folded", val, sizeof val)) {
+        if (strcmp(val, "0") && strcmp(val, "1")) { rc = imret__fail(IMRET_ERROR_FORMAT, "weights: header bn_folded must be 0 or 1"); goto done; }
+        m->bn_folded = val[0] == '1';
+    }
     if (imret__imw_get(w, "source", val, sizeof val)) snprintf(m->source, sizeof m->source, "%s", val);
     m->fingerprint = ((uint64_t)w->crc << 32) ^ w->file_size;
     rc = m->is_vgg ? imret__build_vgg(&L) : imret__build_resnet(&L);

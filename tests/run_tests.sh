@@ -56,6 +56,17 @@ run "index-crash-safety" "$B/test_index_crash" "$B"
 # 6. Build modes (C99 pedantic, C++, included twice, two translation units).
 [ -z "$IMRET_SANITIZED" ] && run "build-modes" sh tests/build_modes.sh
 
+# 6b. Reduced precision: int8 weight-file validation; descriptors of 40 real images (20 ukbench,
+#     20 paris6k) from f16/bf16/int8 weight files vs fp32 (cosine, top-10 lists), longest side
+#     224 to keep it to about a minute of CPU (12 images under the sanitizers).
+Q=$B/quant
+QN=20; [ -n "$IMRET_SANITIZED" ] && QN=6
+QIMGS="$(ls ../shared/data/ukbench/images/*.jpg | head -$QN) $(ls ../shared/data/paris6k_subset/paris/*/*.jpg | awk 'NR % 12 == 1' | head -$QN)"
+run "int8-weight-file-corruptions" "$B/test_quant" --corrupt $Q/resnet50_int8.imw
+run "reduced-precision-descriptors" "$B/test_quant" --size 224 weights/resnet50.imw \
+    bf16:$Q/resnet50_bf16.imw:fp32:0.999:0.99 f16:$Q/resnet50_f16.imw:fp32:0.999:0.99 \
+    int8-weights:$Q/resnet50_int8.imw:fp32:0.99:0.95 -- $QIMGS
+
 # 7. The example program runs.
 run "example-classify" sh -c "$B/classify weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg > /dev/null"
 

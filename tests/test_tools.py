@@ -154,6 +154,96 @@ class TestImw(TmpDir):
 
 
 @unittest.skipIf(torch is None, "needs python3-torch")
+class TestQuantise(TmpDir):
+    """Reduced-precision storage (imw.quantise, tools/requantise.py, pth2imw --dtype) against
+    PyTorch's own bf16/f16 rounding, numpy int8 arithmetic and a PyTorch conv+BN."""
+
+    @classmethod
+    def setUpClass(cls):
+        torch.manual_seed(1)
+        cls.r18 = torchvision.models.resnet18(weights=None)
+        for mod in cls.r18.modules():  # non-trivial BatchNorm statistics
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.data.uniform_(0.5, 1.5)
+                mod.bias.data.uniform_(-0.2, 0.2)
+        cls.r18.eval()
+        cls.sd = {k: v for k, v in cls.r18.state_dict().items() if "num_batches" not in k}
+
+    def convert(self, *args):
+        torch.save(self.sd, self.p("in.pth"))
+        r = subprocess.run([PY, os.path.join(root, "tools", "pth2imw.py"), "--arch", "resnet18", *args,
+                            self.p("in.pth"), self.p("out.imw")], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return read_imw(self.p("out.imw"))
+
+    def test_bf16_f16_match_torch_rounding(self):
+        for dt, tdt in (("bf16", torch.bfloat16), ("f16", torch.float16)):
+            h, t = self.convert("--dtype", dt)
+            for k, v in self.sd.items():
+                want = v.to(tdt).float().numpy() if v.dim() > 1 else v.numpy()  # 1-D stays f32
+                np.testing.assert_array_equal(t[k], want, err_msg=f"{dt} {k}")
+            self.assertLess(os.path.getsize(self.p("out.imw")), 0.52 * 4 * sum(v.numel() for v in self.sd.values()))
+
+    def test_int8_per_channel(self):
+        h, t = self.convert("--dtype", "int8")
+        d = imw.dequantise(t)
+        self.assertEqual(list(d), list(self.sd))
+        for k, v in self.sd.items():
+            v = v.numpy().astype(np.float64)
+            if v.ndim == 1:
+                np.testing.assert_array_equal(d[k], v.astype(np.float32))
+                continue
+            scale = np.abs(v.reshape(v.shape[0], -1)).max(axis=1) / 127
+            self.assertTrue(np.allclose(t[k + ".scale"], scale, rtol=1e-6), k)
+            q = t[k]
+            self.assertTrue(np.all(np.abs(q) <= 127) and np.all(q == np.round(q)), k)
+            self.assertTrue(np.all(np.abs(q).reshape(q.shape[0], -1).max(axis=1) == 127), k)
+            err = np.abs(d[k] - v).reshape(v.shape[0], -1).max(axis=1)
+            self.assertTrue(np.all(err <= scale * 0.5 * (1 + 1e-5) + 1e-12), k)
+
+    def test_fold_bn_matches_torch(self):
+        self.convert()
+        r = subprocess.run([PY, os.path.join(root, "tools", "requantise.py"), self.p("out.imw"), self.p("f.imw"),
+                            "--fold-bn"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        h, t = read_imw(self.p("f.imw"))
+        self.assertEqual(h["bn_folded"], "1")
+        self.assertFalse([k for k in t if ".bn" in k or k.startswith("bn") or "downsample.1" in k])
+        x = torch.randn(1, 64, 9, 11)
+        for conv, bn in (("layer1.0.conv1", "layer1.0.bn1"), ("layer2.0.downsample.0", "layer2.0.downsample.1")):
+            c, b = self.r18.get_submodule(conv), self.r18.get_submodule(bn)
+            xin = x if c.in_channels == 64 else torch.randn(1, c.in_channels, 9, 11)
+            with torch.no_grad():
+                want = b(c(xin))
+                got = torch.nn.functional.conv2d(xin, torch.from_numpy(t[conv + ".weight"]),
+                                                 torch.from_numpy(t[conv + ".bias"]), c.stride, c.padding)
+            self.assertLess((got - want).abs().max().item(), 1e-5 * want.abs().max().item(), conv)
+
+    def test_act_scales_and_errors(self):
+        self.convert("--dtype", "int8")
+        cal = self.p("cal.tsv")
+        open(cal, "w").write("# conv<TAB>scale\nlayer1.0.conv1\t0.25\nlayer4.1.conv2\t1.5\n")
+        tool = [PY, os.path.join(root, "tools", "requantise.py"), self.p("out.imw"), self.p("a.imw")]
+        r = subprocess.run(tool + ["--dtype", "int8", "--act-scales", cal], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        h, t = read_imw(self.p("a.imw"))
+        self.assertEqual(t["layer1.0.conv1.act_scale"].tolist(), [0.25])
+        self.assertEqual(t["layer4.1.conv2.act_scale"].tolist(), [1.5])
+        for bad, msg in (("nope.conv\t1\n", "not a convolution"), ("layer1.0.conv1\t-1\n", "positive"),
+                         ("layer1.0.conv1 1\n", "TAB")):
+            open(cal, "w").write(bad)
+            r = subprocess.run(tool + ["--act-scales", cal], capture_output=True, text=True)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn(msg, r.stderr)
+        with self.assertRaises(ImwError):  # beyond the f16 range
+            write_imw(self.p("x.imw"), {"k": 1}, imw.quantise([("w", np.full((2, 2), 7e4, np.float32))], "f16"))
+        with self.assertRaises(ImwError):
+            write_imw(self.p("x.imw"), {"k": 1}, [("w", np.full((2, 2), 128, np.float32), 4)])
+
+
+@unittest.skipIf(torch is None, "needs python3-torch")
 class TestPth2imw(TmpDir):
     @classmethod
     def setUpClass(cls):

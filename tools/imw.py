@@ -3,8 +3,19 @@
 write_imw(path, header, tensors)
     header:  dict key -> value; floats are written with repr() (round-trips exactly),
              lists/tuples comma-separated (mean=0.485,0.456,0.406), anything else with str().
-    tensors: list of (name, array); written as float32 (dtype 1), in the given order, each at
-             a 64-byte aligned offset. CRC-32 (zlib) covers bytes [24, file_size).
+    tensors: list of (name, array) written as float32 (dtype 1), or (name, array, dtype) with
+             dtype 1 f32, 2 f16, 3 bf16 (round to nearest even), 4 i8 (array must hold
+             integers in -127..127); in the given order, each at a 64-byte aligned offset.
+             CRC-32 (zlib) covers bytes [24, file_size).
+
+quantise(tensors, dtype) -> tensors for write_imw
+    dtype "f32" | "f16" | "bf16" | "int8". Convolution and linear weights (2-D and 4-D
+    tensors) are stored in dtype; 1-D tensors (biases, BatchNorm, scales: 0.2 % of a ResNet)
+    stay f32. int8: symmetric per output channel, q = round(w / s), s = max|w[oc]| / 127, with
+    s in the f32 tensor "<name>.scale" [out] (s = 1 for an all-zero channel).
+
+dequantise(tensors) -> OrderedDict with every i8 tensor multiplied by its "<name>.scale"
+    (scales dropped): the f32 weights a loader sees.
     The file goes through a temporary file in the same directory, fsync and os.replace(),
     so a crash never leaves a partial file under the final name.
 
@@ -29,6 +40,7 @@ RECORD = 96
 MAX_HEADER = 65536
 MAX_TENSORS = 4096
 DTYPE_SIZE = {1: 4, 2: 2, 3: 2, 4: 1}
+DTYPES = {"f32": 1, "f16": 2, "bf16": 3, "int8": 4}
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 
 
@@ -53,6 +65,56 @@ def _check_name(name):
         raise ImwError(f"bad tensor name {name!r} (1..47 characters of [A-Za-z0-9_.])")
 
 
+def _encode(name, a, dtype):
+    """float32 array -> little-endian bytes of the on-disk dtype."""
+    if dtype == 1:
+        return a.tobytes()
+    if dtype == 2:
+        with np.errstate(over="ignore"):
+            h = a.astype("<f2")
+        if not np.isfinite(h).all():
+            raise ImwError(f"{name}: values beyond the f16 range (max |x| {np.abs(a).max():g} > 65504)")
+        return h.tobytes()
+    if dtype == 3:
+        u = a.view("<u4").astype(np.uint64)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16  # round to nearest even
+        return u.astype("<u2").tobytes()
+    if dtype == 4:
+        if not (np.all(a == np.round(a)) and np.abs(a).max() <= 127):
+            raise ImwError(f"{name}: i8 tensors must hold integers in -127..127")
+        return a.astype("i1").tobytes()
+    raise ImwError(f"{name}: unknown dtype {dtype}")
+
+
+def quantise(tensors, dtype):
+    if dtype not in DTYPES:
+        raise ImwError(f"dtype {dtype!r}: one of {' '.join(DTYPES)}")
+    out = []
+    for name, a in tensors:
+        a = np.asarray(a, dtype=np.float32)
+        if a.ndim < 2 or dtype == "f32":
+            out.append((name, a, 1))
+        elif dtype != "int8":
+            out.append((name, a, DTYPES[dtype]))
+        else:
+            m = np.abs(a.reshape(a.shape[0], -1)).max(axis=1).astype(np.float64)
+            s = np.where(m > 0, m / 127.0, 1.0).astype(np.float32)
+            q = np.clip(np.round(a / s.reshape((-1,) + (1,) * (a.ndim - 1))), -127, 127)
+            out.append((name, q, 4))
+            out.append((name + ".scale", s, 1))
+    return out
+
+
+def dequantise(tensors):
+    out = OrderedDict()
+    for name, a in tensors.items():
+        if name.endswith(".scale") and name[:-6] in tensors:
+            continue
+        s = tensors.get(name + ".scale")
+        out[name] = a if s is None else (a * s.reshape((-1,) + (1,) * (a.ndim - 1))).astype(np.float32)
+    return out
+
+
 def write_imw(path, header, tensors):
     lines = []
     for k, v in header.items():
@@ -68,7 +130,9 @@ def write_imw(path, header, tensors):
     table = _align(32 + len(text), 8)
     off = _align(table + RECORD * len(tensors), 64)
     records, blobs, seen = [], [], set()
-    for name, arr in tensors:
+    for entry in tensors:
+        name, arr = entry[0], entry[1]
+        dtype = entry[2] if len(entry) > 2 else 1
         _check_name(name)
         if name in seen:
             raise ImwError(f"duplicate tensor name {name}")
@@ -81,18 +145,19 @@ def write_imw(path, header, tensors):
         if not np.isfinite(a).all():
             raise ImwError(f"{name} has NaN/inf")
         shape = list(a.shape) + [0] * (4 - a.ndim)
-        records.append(name.encode().ljust(48, b"\0") + struct.pack("<II4IQQQ", 1, a.ndim, *shape, off, a.nbytes, 0))
-        blobs.append((off, a))
-        off = _align(off + a.nbytes, 64)
-    size = blobs[-1][0] + blobs[-1][1].nbytes
+        raw = _encode(name, a, dtype)
+        records.append(name.encode().ljust(48, b"\0") + struct.pack("<II4IQQQ", dtype, a.ndim, *shape, off, len(raw), 0))
+        blobs.append((off, raw))
+        off = _align(off + len(raw), 64)
+    size = blobs[-1][0] + len(blobs[-1][1])
     buf = bytearray(size)
     buf[0:8] = MAGIC
     struct.pack_into("<III", buf, 8, VERSION, len(text), len(tensors))
     struct.pack_into("<Q", buf, 24, size)
     buf[32:32 + len(text)] = text
     buf[table:table + RECORD * len(records)] = b"".join(records)
-    for o, a in blobs:
-        buf[o:o + a.nbytes] = a.tobytes()
+    for o, raw in blobs:
+        buf[o:o + len(raw)] = raw
     struct.pack_into("<I", buf, 20, zlib.crc32(memoryview(buf)[24:]) & 0xFFFFFFFF)
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".imw-", suffix=".tmp")

