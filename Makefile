@@ -22,7 +22,7 @@ TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_ima
               test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash \
               test_quant)
 
-.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help quant-weights
+.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help quant-weights bench-quant
 all: examples
 
 help:
@@ -32,6 +32,7 @@ help:
 	@echo "make test-asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-ubsan   alias of test-asan (both sanitizers run together)"
 	@echo "make bench        benchmarks (see README, Performance)"
+	@echo "make bench-quant  ResNet-50 latency fp32 / bf16 storage / int8 inference and weight file sizes"
 	@echo "make clean        remove build/ (weights and references stay)"
 	@echo "options: NO_OMP=1 (no OpenMP), CFLAGS=..., PYTHON=/usr/bin/python3, STB=/usr/include/stb"
 
@@ -64,7 +65,24 @@ QUANT_W = $(addprefix $(BUILD)/quant/resnet50_,f16.imw bf16.imw int8.imw)
 $(BUILD)/quant/resnet50_%.imw: weights/resnet50.imw tools/requantise.py tools/imw.py
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/requantise.py $< $@ --dtype $*
-quant-weights: $(QUANT_W)
+# int8 inference: activation scales calibrated on images outside every test/eval set
+# (ukbench 40-55 and paris6k_subset/paris_test), longest side 224, mean of per-image maxima.
+CALIB_IMGS = $(sort $(wildcard ../shared/data/ukbench/images/ukbench000[45]?.jpg)) $(sort $(wildcard ../shared/data/paris6k_subset/paris_test/*/*))
+CALIB_ARGS ?= --size 224 --stat mean --threads 1
+$(BUILD)/calibrate: tools/calibrate.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+$(BUILD)/quant/resnet50_calib.tsv: $(BUILD)/calibrate weights/resnet50.imw
+	@mkdir -p $(dir $@)
+	$(BUILD)/calibrate $(CALIB_ARGS) $(CALIB_IMGS) > $@.tmp && mv $@.tmp $@
+$(BUILD)/quant/resnet50_int8cal.imw: $(BUILD)/quant/resnet50_calib.tsv weights/resnet50.imw tools/requantise.py tools/imw.py
+	$(PYTHON) tools/requantise.py weights/resnet50.imw $@ --dtype int8 --act-max $<
+quant-weights: $(QUANT_W) $(BUILD)/quant/resnet50_int8cal.imw
+
+$(BUILD)/bench_quant: bench/bench_quant.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) -O2 $(OMP) $< -o $@ $(LDLIBS)
+bench-quant: $(BUILD)/bench_quant quant-weights
+	$(BUILD)/bench_quant weights/resnet50.imw $(BUILD)/quant/resnet50_bf16.imw $(BUILD)/quant/resnet50_int8cal.imw 25 1
+	$(BUILD)/bench_quant weights/resnet50.imw $(BUILD)/quant/resnet50_bf16.imw $(BUILD)/quant/resnet50_int8cal.imw 25 2
 
 test: weights refs $(TESTS) $(EXAMPLES) quant-weights
 	sh tests/run_tests.sh $(BUILD)

@@ -62,10 +62,12 @@ run "index-crash-safety" "$B/test_index_crash" "$B"
 Q=$B/quant
 QN=20; [ -n "$IMRET_SANITIZED" ] && QN=6
 QIMGS="$(ls ../shared/data/ukbench/images/*.jpg | head -$QN) $(ls ../shared/data/paris6k_subset/paris/*/*.jpg | awk 'NR % 12 == 1' | head -$QN)"
-run "int8-weight-file-corruptions" "$B/test_quant" --corrupt $Q/resnet50_int8.imw
+# int8 inference (IMRET_PRECISION_INT8) uses resnet50_int8cal.imw, calibrated on other images (Makefile).
+run "int8-kernels-vs-scalar" "$B/test_quant" --kernels
+run "int8-weight-file-corruptions" "$B/test_quant" --corrupt $Q/resnet50_int8cal.imw $Q/resnet50_int8.imw
 run "reduced-precision-descriptors" "$B/test_quant" --size 224 weights/resnet50.imw \
     bf16:$Q/resnet50_bf16.imw:fp32:0.999:0.99 f16:$Q/resnet50_f16.imw:fp32:0.999:0.99 \
-    int8-weights:$Q/resnet50_int8.imw:fp32:0.99:0.95 -- $QIMGS
+    int8-weights:$Q/resnet50_int8.imw:fp32:0.99:0.95 int8-inference:$Q/resnet50_int8cal.imw:int8:0.99:0.95 -- $QIMGS
 
 # 7. The example program runs.
 run "example-classify" sh -c "$B/classify weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg > /dev/null"

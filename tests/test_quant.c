@@ -10,9 +10,17 @@
    list found in the reduced-precision top-10 list, averaged over queries, must be >=
    MIN_TOP10_AGREEMENT. GeM (p = 3), longest side N (default 224), one thread each.
 
-   usage: test_quant --corrupt INT8.imw
+   usage: test_quant --kernels
+   The int8 convolution on awkward sizes (channels, kernel 1/3, stride, padding, tiny and odd
+   images): the scalar oracle vs an independent brute force over integer weights/inputs made
+   here, every SIMD micro-kernel the CPU has vs the scalar oracle (bit-identical: the sums
+   are exact integers and the epilogue does the same float operations), the AVX2 input
+   quantiser vs the scalar one, and 1 vs 2 threads.
+
+   usage: test_quant --corrupt INT8_CALIBRATED.imw [UNCALIBRATED.imw]
    int8 weight-file corruptions (missing/mis-shaped/non-positive scales, -128, i8 on a
-   BatchNorm tensor, bad act_scale) must be refused with a message naming the tensor. */
+   bias, bad or incomplete act_max tensors) must be refused with a message naming the
+   tensor; an int8 context on an uncalibrated model is refused. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
 
@@ -74,7 +82,8 @@ static void topk(const float *d, int n, int dim, int q, int *out) {
     }
 }
 
-static int corrupt_tests(const char *path);
+static int corrupt_tests(const char *path, const char *plain);
+static int kernel_tests(void);
 
 int main(int argc, char **argv) {
     char *imgs[MAXIMG];
@@ -82,7 +91,8 @@ int main(int argc, char **argv) {
     int nimg = 0, nspec = 0, size = 224, a = 1, dim, i, s;
     const char *ref;
     float *refd;
-    if (argc == 3 && !strcmp(argv[1], "--corrupt")) return corrupt_tests(argv[2]);
+    if (argc >= 3 && !strcmp(argv[1], "--corrupt")) return corrupt_tests(argv[2], argc > 3 ? argv[3] : NULL);
+    if (argc == 2 && !strcmp(argv[1], "--kernels")) return kernel_tests();
     if (a + 1 < argc && !strcmp(argv[a], "--size")) { size = atoi(argv[a + 1]); a += 2; }
     if (a >= argc) { fprintf(stderr, "usage: test_quant [--size N] REF.imw SPEC... -- IMAGE...\n"); return 2; }
     ref = argv[a++];
@@ -158,7 +168,7 @@ static uint8_t *dup0(void) {
     return b;
 }
 
-static int corrupt_tests(const char *path) {
+static int corrupt_tests(const char *path, const char *plain) {
     int mapped = 0;
     imret_model *m;
     uint8_t *b;
@@ -190,7 +200,135 @@ static int corrupt_tests(const char *path) {
     b = dup0(); r = record_of(b, "fc.bias"); imret__wr32(b + r + 48, 4);
     imret__wr64(b + r + 80, imret__rd64(b + r + 80) / 4);
     expect("i8 bias", b, IMRET_ERROR_UNSUPPORTED, "fc.bias");
+    /* a bad activation scale */
+    b = dup0(); r = record_of(b, "layer3.1.conv2.act_max"); s = (size_t)imret__rd64(b + r + 72);
+    f = -1.0f; memcpy(b + s, &f, 4);
+    expect("negative act_max", b, IMRET_ERROR_FORMAT, "layer3.1.conv2.act_max = -1 is not a positive");
+    /* calibration must cover every quantised convolution */
+    b = dup0(); r = record_of(b, "layer2.3.conv3.act_max"); memcpy(b + r, "layer2.3.conv3.act_maX", 22);
+    expect("one act_max misnamed", b, IMRET_ERROR_FORMAT, "layer2.3.conv3.act_maX is not part of");
+    b = dup0(); r = record_of(b, "layer2.3.conv3.act_max"); memcpy(b + r, "conv1.act_max\0\0\0\0\0\0\0\0\0", 22);
+    expect("act_max on the fp32 stem", b, IMRET_ERROR_FORMAT, "conv1.act_max is not part of");
+    b = dup0(); imret__wr32(b + 16, imret__rd32(b + 16) - 1); /* drop the last record (requantise appends act_maxs) */
+    expect("last act_max dropped", b, IMRET_ERROR_MISSING, "47 of the 48 quantisable convolutions");
+    /* int8 precision on a model without activation scales */
+    if (plain) {
+        imret_context *ctx = NULL;
+        imret_context_config cc = imret_context_config_init();
+        imret_result rr;
+        int ok;
+        cc.precision = IMRET_PRECISION_INT8;
+        if (imret_model_load_file(plain, NULL, &m)) { printf("FAIL %s\n", imret_last_error()); return 1; }
+        rr = imret_context_create(m, &cc, &ctx);
+        ok = rr == IMRET_ERROR_UNSUPPORTED && !ctx && strstr(imret_last_error(), "activation scales");
+        printf("  %-38s -> %-24s \"%s\" %s\n", "int8 context, uncalibrated model", imret_result_string(rr), imret_last_error(), ok ? "ok" : "FAIL");
+        failures += !ok;
+        imret_model_free(m);
+    }
     free(orig);
     printf("%s\n", failures ? "FAIL" : "all ok");
+    return failures != 0;
+}
+
+/* ---- int8 kernels ---- */
+static uint64_t rng = 88172645463325252ull;
+static uint32_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)(rng >> 16); }
+
+static int kernel_tests(void) {
+    static const int shapes[][7] = { /* in_c, out_c, k, stride, pad, h, w */
+        {4, 1, 1, 1, 0, 1, 1},    {4, 5, 3, 1, 1, 7, 9},    {8, 7, 1, 2, 0, 13, 5},   {12, 17, 3, 2, 1, 17, 31},
+        {20, 33, 3, 1, 1, 11, 6}, {64, 9, 1, 1, 0, 3, 70},  {68, 65, 3, 1, 1, 15, 15}, {16, 4, 3, 2, 1, 2, 2},
+        {36, 130, 1, 1, 0, 9, 19}, {6, 3, 3, 1, 1, 5, 5},   {128, 64, 3, 1, 1, 8, 8},  {256, 24, 1, 2, 0, 29, 23}};
+    int si, checks = 0;
+    double worst_ref = 0.0;
+    imret_simd levels[2] = {IMRET_SIMD_AVX2, IMRET_SIMD_AVX512};
+    for (si = 0; si < (int)(sizeof shapes / sizeof shapes[0]); si++) {
+        int ic_n = shapes[si][0], oc_n = shapes[si][1], k = shapes[si][2], st = shapes[si][3], pad = shapes[si][4];
+        int h = shapes[si][5], w = shapes[si][6], oh = imret__out_dim(h, k, st, pad), ow = imret__out_dim(w, k, st, pad);
+        size_t per = (size_t)ic_n * k * k, npix = (size_t)oh * ow, i, hw = (size_t)h * w;
+        int8_t *q = (int8_t *)malloc(per * oc_n), *wq;
+        uint8_t *u = (uint8_t *)malloc((size_t)ic_n * hw), *xq = (uint8_t *)calloc((size_t)(ic_n + 3) / 4 * 4 * hw, 1);
+        uint8_t *xq2 = (uint8_t *)calloc((size_t)(ic_n + 3) / 4 * 4 * hw, 1);
+        float *wf = (float *)malloc(sizeof(float) * per * oc_n), *x = (float *)malloc(sizeof(float) * ic_n * hw);
+        float *step = (float *)malloc(sizeof(float) * oc_n), *bias = (float *)malloc(sizeof(float) * oc_n), *dq;
+        float *res = (float *)malloc(sizeof(float) * oc_n * npix), *o_ref = (float *)malloc(sizeof(float) * oc_n * npix);
+        float *o_s = (float *)malloc(sizeof(float) * oc_n * npix), *o_f = (float *)malloc(sizeof(float) * oc_n * npix);
+        float act = 0.0173f, *pack;
+        int oc, ic, ky, kx, oy, ox, variant, li;
+        double maxref = 1e-30;
+        for (oc = 0; oc < oc_n; oc++) {
+            step[oc] = (float)(1e-3 * (1 + rnd() % 1000));
+            bias[oc] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+            for (i = 0; i < per; i++) q[oc * per + i] = (int8_t)((int)(rnd() % 255) - 127);
+            q[oc * per + rnd() % per] = (rnd() & 1) ? 127 : -127; /* the channel maximum: the step is recovered exactly */
+            for (i = 0; i < per; i++) wf[oc * per + i] = (float)q[oc * per + i] * step[oc];
+        }
+        for (i = 0; i < (size_t)ic_n * hw; i++) { u[i] = (uint8_t)(rnd() % 128); x[i] = (float)u[i] * act; }
+        for (i = 0; i < (size_t)oc_n * npix; i++) res[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-2f;
+        if (!imret__quantise_weights(wf, oc_n, ic_n, k, act, &wq, &dq)) { printf("FAIL out of memory\n"); return 1; }
+        /* quantised input: scalar vs AVX2, and both == u */
+        imret__quantise_input(x, ic_n, hw, act, xq, 0, 1);
+        for (ic = 0; ic < ic_n; ic++)
+            for (i = 0; i < hw; i++)
+                if (xq[((size_t)(ic / 4) * hw + i) * 4 + ic % 4] != u[(size_t)ic * hw + i]) { printf("FAIL quantise_input scalar %d\n", si); failures++; goto next; }
+        if (imret_simd_detect() >= IMRET_SIMD_AVX2 && imret_simd_detect() != IMRET_SIMD_NEON) {
+            imret__quantise_input(x, ic_n, hw, act, xq2, 1, 2);
+            if (memcmp(xq, xq2, (size_t)(ic_n + 3) / 4 * 4 * hw)) { printf("FAIL quantise_input avx2 != scalar (%d)\n", si); failures++; }
+        }
+        for (variant = 0; variant < 4; variant++) { /* bias/residual/relu combinations */
+            imret__epilogue ep;
+            ep.bias = variant & 1 ? bias : NULL;
+            ep.residual = variant & 2 ? res : NULL;
+            ep.relu = variant != 1;
+            for (oc = 0; oc < oc_n; oc++)
+                for (oy = 0; oy < oh; oy++)
+                    for (ox = 0; ox < ow; ox++) {
+                        long long acc = 0;
+                        double v;
+                        for (ic = 0; ic < ic_n; ic++)
+                            for (ky = 0; ky < k; ky++)
+                                for (kx = 0; kx < k; kx++) {
+                                    int iy = oy * st - pad + ky, ix = ox * st - pad + kx;
+                                    if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                                        acc += q[oc * per + ((size_t)ic * k + ky) * k + kx] * u[(size_t)ic * hw + (size_t)iy * w + ix];
+                                }
+                        v = (double)acc * step[oc] * act + (ep.bias ? bias[oc] : 0) + (ep.residual ? res[(size_t)oc * npix + oy * ow + ox] : 0);
+                        if (ep.relu && v < 0) v = 0;
+                        o_ref[(size_t)oc * npix + oy * ow + ox] = (float)v;
+                        if (fabs(v) > maxref) maxref = fabs(v);
+                    }
+            imret__conv_i8_scalar(wq, dq, ic_n, oc_n, k, st, pad, xq, h, w, o_s, &ep, 1);
+            for (i = 0; i < (size_t)oc_n * npix; i++) {
+                double e = fabs((double)o_s[i] - o_ref[i]) / maxref;
+                if (e > worst_ref) worst_ref = e;
+                if (e > 1e-6) { printf("FAIL shape %d variant %d: oracle %g vs brute force %g at %lu\n", si, variant, o_s[i], o_ref[i], (unsigned long)i); failures++; break; }
+            }
+            checks++;
+            for (li = 0; li < 2; li++) {
+                imret__kernels8 k8 = imret__kernels8_for(levels[li]);
+                int kg = imret__conv_kg(ic_n, k), th;
+                if (!k8.nr || imret__simd_resolve(levels[li]) != levels[li]) continue;
+                if (li == 1 && strcmp(k8.name, "avx512-vnni")) continue;
+                pack = (float *)malloc(sizeof(float) * 2 * kg * imret__i8_nc(kg, k8.nr));
+                for (th = 1; th <= 2; th++) {
+                    memset(o_f, 0xff, sizeof(float) * oc_n * npix);
+                    imret__conv_i8_fast(&k8, wq, dq, ic_n, oc_n, k, st, pad, xq, h, w, o_f, &ep, pack, th);
+                    if (memcmp(o_f, o_s, sizeof(float) * oc_n * npix)) {
+                        for (i = 0; i < (size_t)oc_n * npix && o_f[i] == o_s[i]; i++) {}
+                        printf("FAIL %s shape %d variant %d threads %d: %g vs oracle %g at %lu\n", k8.name, si, variant, th, o_f[i], o_s[i], (unsigned long)i);
+                        failures++;
+                    }
+                    checks++;
+                }
+                free(pack);
+            }
+        }
+    next:
+        free(q); free(wq); free(u); free(xq); free(xq2); free(wf); free(x); free(step); free(bias); free(dq);
+        free(res); free(o_ref); free(o_s); free(o_f);
+    }
+    printf("int8 conv: %d comparisons on %d shapes; oracle vs brute force worst relative error %.2e; SIMD kernels (%s) "
+           "bit-identical to the oracle: %s\n", checks, (int)(sizeof shapes / sizeof shapes[0]), worst_ref,
+           imret__kernels8_for(IMRET_SIMD_AUTO).name, failures ? "NO" : "yes");
     return failures != 0;
 }

@@ -224,17 +224,17 @@ class TestQuantise(TmpDir):
     def test_act_scales_and_errors(self):
         self.convert("--dtype", "int8")
         cal = self.p("cal.tsv")
-        open(cal, "w").write("# conv<TAB>scale\nlayer1.0.conv1\t0.25\nlayer4.1.conv2\t1.5\n")
+        open(cal, "w").write("# conv<TAB>value\nlayer1.0.conv1\t0.25\nlayer4.1.conv2\t1.5\n")
         tool = [PY, os.path.join(root, "tools", "requantise.py"), self.p("out.imw"), self.p("a.imw")]
-        r = subprocess.run(tool + ["--dtype", "int8", "--act-scales", cal], capture_output=True, text=True)
+        r = subprocess.run(tool + ["--dtype", "int8", "--act-max", cal], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         h, t = read_imw(self.p("a.imw"))
-        self.assertEqual(t["layer1.0.conv1.act_scale"].tolist(), [0.25])
-        self.assertEqual(t["layer4.1.conv2.act_scale"].tolist(), [1.5])
+        self.assertEqual(t["layer1.0.conv1.act_max"].tolist(), [0.25])
+        self.assertEqual(t["layer4.1.conv2.act_max"].tolist(), [1.5])
         for bad, msg in (("nope.conv\t1\n", "not a convolution"), ("layer1.0.conv1\t-1\n", "positive"),
                          ("layer1.0.conv1 1\n", "TAB")):
             open(cal, "w").write(bad)
-            r = subprocess.run(tool + ["--act-scales", cal], capture_output=True, text=True)
+            r = subprocess.run(tool + ["--act-max", cal], capture_output=True, text=True)
             self.assertNotEqual(r.returncode, 0)
             self.assertIn(msg, r.stderr)
         with self.assertRaises(ImwError):  # beyond the f16 range

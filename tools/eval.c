@@ -11,6 +11,7 @@
      --cache DIR       descriptor cache (default build/eval-cache)
      --threads N
      --filter NAME     resize filter: mitchell (default), catmullrom, box, bspline
+     --precision P     fp32 (default) or int8 (int8 inference; needs a calibrated model)
    Ground truth (../shared/data/README.md): header line, then "query<TAB>rel1,rel2,...",
    paths relative to SET_DIR. For every pooling (MAC, SPoC, GeM p=3, R-MAC L=3) it prints mAP
    over the queries (each ranks the database without itself), the UKBench N-S score (4 =
@@ -83,7 +84,7 @@ static int cmp_desc(const void *a, const void *b) {
 int main(int argc, char **argv) {
     const char *model_path = "weights/resnet50.imw", *cache = "build/eval-cache", *dir, *gt;
     int filter = IMRET_FILTER_MITCHELL;
-    int size = 512, multiscale = 0, invariant = 0, db_relevant = 0, threads = 0, a, i, j, p, C, T;
+    int size = 512, multiscale = 0, invariant = 0, db_relevant = 0, threads = 0, precision = 0, a, i, j, p, C, T;
     imret_model *m;
     imret_model_info info;
     imret_context *ctx;
@@ -102,6 +103,7 @@ int main(int argc, char **argv) {
             for (filter = 0, ++a; filter < 4 && strcmp(fn[filter], argv[a]); filter++) {}
             if (filter == 4) { fprintf(stderr, "eval: unknown filter %s\n", argv[a]); return 1; }
         }
+        else if (!strcmp(argv[a], "--precision") && a + 1 < argc) precision = !strcmp(argv[++a], "int8");
         else if (!strcmp(argv[a], "--multiscale")) multiscale = 1;
         else if (!strcmp(argv[a], "--invariant")) invariant = 1;
         else if (!strcmp(argv[a], "--db-relevant")) db_relevant = 1;
@@ -114,7 +116,8 @@ int main(int argc, char **argv) {
     if (imret_model_load_file(model_path, NULL, &m)) { fprintf(stderr, "eval: %s\n", imret_last_error()); return 2; }
     imret_model_get_info(m, &info);
     cc.threads = threads;
-    imret_context_create(m, &cc, &ctx);
+    cc.precision = precision ? IMRET_PRECISION_INT8 : IMRET_PRECISION_FP32;
+    if (imret_context_create(m, &cc, &ctx)) { fprintf(stderr, "eval: %s\n", imret_last_error()); return 2; }
     C = info.feature_channels;
     T = invariant ? 8 : 1;
     mkdir(cache, 0777);
@@ -126,6 +129,7 @@ int main(int argc, char **argv) {
         size_t want = (size_t)4 * T * C, k;
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         snprintf(key, sizeof key, "%.3000s|%016llx|%d|%d|%d|%d", path, (unsigned long long)info.fingerprint, size, multiscale, T, filter);
+        if (precision) snprintf(key + strlen(key), sizeof key - strlen(key), "|int8");
         for (k = 0; key[k]; k++) h = (h ^ (unsigned char)key[k]) * 16777619u;
         snprintf(cpath, sizeof cpath, "%s/%08x.f32", cache, h);
         cf = fopen(cpath, "rb");

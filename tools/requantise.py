@@ -3,7 +3,7 @@
 activation scales of int8 inference (from tools/calibrate) added.
 
 usage: /usr/bin/python3 tools/requantise.py IN.imw OUT.imw [--dtype f32|f16|bf16|int8]
-                                            [--fold-bn] [--act-scales CALIB.tsv]
+                                            [--fold-bn] [--act-max CALIB.tsv]
 
 --dtype     storage of convolution and linear weights (default: keep f32). 1-D tensors
             (biases, BatchNorm) stay f32. int8 = symmetric per output channel, scale tensor
@@ -14,10 +14,11 @@ usage: /usr/bin/python3 tools/requantise.py IN.imw OUT.imw [--dtype f32|f16|bf16
             g/sqrt(v+eps) + beta, in float64, as the loader does) and write header bn_folded=1:
             no BN tensors, every convolution has a .bias. Same network, 4 fewer floats per
             channel (ResNet-50 int8: 26.18 -> 25.76 MB). Default for --dtype int8.
---act-scales  a tab-separated file "conv_name<TAB>scale" as tools/calibrate writes it: each
-            scale becomes the f32 tensor "<conv_name>.act_scale" [1], the step of the 7-bit
-            unsigned activations that int8 inference feeds that convolution (imret_context
-            precision IMRET_PRECISION_INT8). Existing act_scale tensors are replaced.
+--act-max   a tab-separated file "conv_name<TAB>value" as build/calibrate writes it: each
+            value becomes the f32 tensor "<conv_name>.act_max" [1], the clipping value of the
+            7-bit unsigned activations int8 inference feeds that convolution (step = value /
+            127; imret_context precision IMRET_PRECISION_INT8). Existing act_max tensors are
+            replaced.
 The header is copied unchanged. Needs numpy only.
 """
 import argparse
@@ -31,7 +32,7 @@ from imw import DTYPES, ImwError, dequantise, quantise, read_imw, write_imw  # n
 import numpy as np  # noqa: E402
 
 
-def read_act_scales(path, names):
+def read_act_max(path, names):
     scales = {}
     with open(path) as f:
         for i, line in enumerate(f, 1):
@@ -40,12 +41,12 @@ def read_act_scales(path, names):
                 continue
             parts = line.split("\t")
             if len(parts) != 2:
-                raise ImwError(f"{path}:{i}: expected 'conv_name<TAB>scale'")
+                raise ImwError(f"{path}:{i}: expected 'conv_name<TAB>value'")
             name, v = parts[0], float(parts[1])
             if name + ".weight" not in names:
                 raise ImwError(f"{path}:{i}: {name} is not a convolution of this file")
             if not (math.isfinite(v) and v > 0):
-                raise ImwError(f"{path}:{i}: scale {v} of {name} is not a positive finite number")
+                raise ImwError(f"{path}:{i}: value {v} of {name} is not a positive finite number")
             scales[name] = v
     return scales
 
@@ -92,15 +93,15 @@ def fold_bn(header, tensors):
     return header, out
 
 
-def requantise(src, dst, dtype="f32", act_scales=None, fold=None):
+def requantise(src, dst, dtype="f32", act_max=None, fold=None):
     header, tensors = read_imw(src)
     tensors = dequantise(tensors)
     if fold or (fold is None and dtype == "int8"):
         header, tensors = fold_bn(header, tensors)
-    base = [(n, a) for n, a in tensors.items() if not n.endswith(".act_scale")]
-    acts = [(n, a) for n, a in tensors.items() if n.endswith(".act_scale")]
-    if act_scales:
-        acts = [(n + ".act_scale", np.array([v], np.float32)) for n, v in act_scales.items()]
+    base = [(n, a) for n, a in tensors.items() if not n.endswith(".act_max")]
+    acts = [(n, a) for n, a in tensors.items() if n.endswith(".act_max")]
+    if act_max:
+        acts = [(n + ".act_max", np.array([v], np.float32)) for n, v in act_max.items()]
     out = quantise(base, dtype) + [(n, a, 1) for n, a in acts]
     write_imw(dst, header, out)
     return header, out
@@ -112,16 +113,16 @@ def main():
     ap.add_argument("output")
     ap.add_argument("--dtype", default="f32", choices=list(DTYPES))
     ap.add_argument("--fold-bn", action="store_true", default=None, help="fold BatchNorm (default for int8)")
-    ap.add_argument("--act-scales", help="calibration file from tools/calibrate")
+    ap.add_argument("--act-max", help="calibration file from build/calibrate (tools/calibrate.c)")
     a = ap.parse_args()
     try:
         names = read_imw(a.input)[1].keys()
-        acts = read_act_scales(a.act_scales, names) if a.act_scales else None
+        acts = read_act_max(a.act_max, names) if a.act_max else None
         _, out = requantise(a.input, a.output, a.dtype, acts, a.fold_bn)
     except (ImwError, OSError, ValueError) as e:
         raise SystemExit(f"requantise: {e}")
     print(f"wrote {a.output}: {a.dtype} weights, {len(out)} tensors, {os.path.getsize(a.output)} bytes"
-          + (f", {len(acts)} activation scales" if acts else ""))
+          + (f", {len(acts)} activation clipping values" if acts else ""))
 
 
 if __name__ == "__main__":
