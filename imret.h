@@ -270,9 +270,14 @@ typedef struct imret_context imret_context;
    this chooses how the forward pass computes). See weights/FORMAT.md and the README. */
 typedef enum imret_precision {
     IMRET_PRECISION_FP32 = 0, /* fp32 everywhere (default)                                     */
-    IMRET_PRECISION_INT8 = 1  /* convolutions after the stem in int8 x uint7 with int32 sums:
-                                 per-output-channel weight scales, per-tensor activation scales
-                                 calibrated into the file (tools/calibrate); needs them       */
+    IMRET_PRECISION_INT8 = 1, /* convolutions after the first block in int8 x uint7 with int32
+                                 sums: per-output-channel weight scales, per-tensor activation
+                                 clipping values calibrated into the file (tools/calibrate.c) */
+    IMRET_PRECISION_BF16 = 2  /* bf16 weights x bf16 activations, fp32 sums (the arithmetic of
+                                 AVX512_BF16 vdpbf16ps), emulated: activations are rounded to
+                                 bf16 before each convolution and the fp32 kernels run, so it
+                                 is no faster than fp32. Needs weights that are bf16 values
+                                 after loading: requantise.py --dtype bf16 (folds BatchNorm) */
 } imret_precision;
 
 typedef struct imret_context_config {
@@ -280,8 +285,8 @@ typedef struct imret_context_config {
     size_t max_workspace_bytes; /* refuse inputs needing more; default 4 GiB            */
     imret_simd simd;          /* kernel level: AUTO (default) = best the CPU allows, capped by
                                  the IMRET_SIMD environment variable; SCALAR = portable    */
-    imret_precision precision; /* IMRET_PRECISION_FP32 (default) or _INT8; INT8 on a model
-                                 without activation scales: IMRET_ERROR_UNSUPPORTED        */
+    imret_precision precision; /* IMRET_PRECISION_FP32 (default), _INT8 or _BF16; a model
+                                 without what they need: IMRET_ERROR_UNSUPPORTED           */
 } imret_context_config;
 IMRET_API imret_context_config imret_context_config_init(void);
 
@@ -1472,6 +1477,24 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
     }
 }
 
+/* x -> the nearest bf16 value (ties to even), kept as a float: BF16 precision. Inputs are
+   finite. */
+static float imret__bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static void imret__round_bf16(const float *in, float *out, size_t n, int threads) {
+    long i;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for simd schedule(static) num_threads(threads) if (threads > 1 && n > 65536)
+#endif
+    for (i = 0; i < (long)n; i++) out[i] = imret__bf16_round(in[i]);
+}
+
 /* ======================================================================================
    [impl: kernels (int8)]
    Int8 convolution for IMRET_PRECISION_INT8: weights int8 per output channel (symmetric),
@@ -2077,6 +2100,7 @@ struct imret_model {
     imret__fc fc[3];
     int n_fc, num_classes, feature_channels;
     int n_quant, n_act_scales;           /* convolutions int8 inference quantises / calibrated */
+    int weights_bf16;                    /* every conv weight is a bf16 value after folding    */
     size_t params;
     uint64_t fingerprint;
     char source[256];
@@ -2232,6 +2256,11 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
             for (i = 0; i < per_out; i++) cv->w[oc * per_out + i] = (float)(cv->w[oc * per_out + i] * scale);
         }
         cv->b[oc] = (float)bias;
+    }
+    for (i = 0; i < per_out * out_c && L->m->weights_bf16; i++) {
+        uint32_t bits;
+        memcpy(&bits, &cv->w[i], 4);
+        if (bits & 0xffffu) L->m->weights_bf16 = 0;
     }
     if (cv->act_scale > 0.0f && !imret__quantise_weights(cv->w, out_c, in_c, k, cv->act_scale, &cv->wq, &cv->dq)) {
         rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory quantising %s", cname);
@@ -2425,6 +2454,7 @@ static imret_result imret__model_from_imw(const imret__imw *w, imret_model **out
     }
     if (imret__imw_get(w, "source", val, sizeof val)) snprintf(m->source, sizeof m->source, "%s", val);
     m->fingerprint = ((uint64_t)w->crc << 32) ^ w->file_size;
+    m->weights_bf16 = 1; /* until a weight says otherwise (imret__load_conv) */
     rc = m->is_vgg ? imret__build_vgg(&L) : imret__build_resnet(&L);
     if (rc) goto done;
     for (i = 0, nf = 0; i < (int)w->n; i++)
@@ -2517,6 +2547,7 @@ typedef struct imret__run {
     float *col, *pack;
     float *pack8;            /* int8: threads x max_pack8 floats                    */
     uint8_t *xq;             /* int8: the quantised input of the current conv       */
+    float *xbf;              /* bf16: the input of the current conv rounded to bf16 */
     const imret_forward_options *opts;
 } imret__run;
 
@@ -2554,6 +2585,10 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
         float mx = R->ctx->calib[cv->qidx];
         for (i = 0; i < n; i++) mx = in[i] > mx ? in[i] : mx;
         R->ctx->calib[cv->qidx] = mx;
+    }
+    if (R->ctx->precision == IMRET_PRECISION_BF16) {
+        imret__round_bf16(in, R->xbf, (size_t)cv->in_c * h * w, R->ctx->threads);
+        in = R->xbf;
     }
     if (R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq) {
         imret__quantise_input(in, cv->in_c, (size_t)h * w, cv->act_scale, R->xq, R->ctx->kern.level >= IMRET_SIMD_AVX2 &&
@@ -2705,11 +2740,14 @@ IMRET_DEF imret_result imret_context_create(const imret_model *model, const imre
     if ((unsigned)cfg->simd > IMRET_SIMD_NEON)
         return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_context_create: simd = %d", (int)cfg->simd);
     ctx->kern = imret__kernels_for(cfg->simd);
-    if ((unsigned)cfg->precision > IMRET_PRECISION_INT8)
+    if ((unsigned)cfg->precision > IMRET_PRECISION_BF16)
         return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_context_create: precision = %d", (int)cfg->precision);
     if (cfg->precision == IMRET_PRECISION_INT8 && !model->n_act_scales)
         return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_context_create: int8 precision needs a model file "
                                             "with activation scales (build/calibrate + tools/requantise.py --act-max)");
+    if (cfg->precision == IMRET_PRECISION_BF16 && !model->weights_bf16)
+        return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_context_create: bf16 precision needs weights that are "
+                                            "bf16 values after loading (tools/requantise.py --dtype bf16, BatchNorm folded)");
     ctx->precision = cfg->precision;
     ctx->k8 = imret__kernels8_for(cfg->simd);
     *out = ctx;
@@ -2747,6 +2785,8 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     pack = ctx->kern.nr ? (size_t)ctx->threads * IMRET__PACK_FLOATS : 0;
     if (ctx->precision == IMRET_PRECISION_INT8) /* B blocks + the quantised input (1 byte per value) */
         q8 = (size_t)ctx->threads * R.max_pack8 + R.max_act / 4 + 16;
+    if (ctx->precision == IMRET_PRECISION_BF16) /* the rounded input (the image: 3HW < max_act) */
+        q8 = R.max_act > (size_t)3 * x->h * x->w ? R.max_act : (size_t)3 * x->h * x->w;
     if (!imret__mul(R.max_act, 4, &act4) || !imret__add(act4, R.max_col, &need) || !imret__add(need, pack, &need) ||
         !imret__add(need, IMRET__HEAD_FLOATS, &need) || !imret__add(need, q8, &need) || need > ctx->max_ws / sizeof(float))
         return imret__fail(IMRET_ERROR_LIMIT, "imret_forward: input %dx%d needs more workspace than max_workspace_bytes (%lu)",
@@ -2768,6 +2808,7 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     *head = R.pack + pack;
     R.pack8 = *head + IMRET__HEAD_FLOATS;
     R.xq = (uint8_t *)(R.pack8 + (size_t)ctx->threads * R.max_pack8);
+    R.xbf = R.pack8;
     *scratch = R.col;
     R.dry = 0;
     R.opts = opts;

@@ -67,7 +67,8 @@ run "int8-kernels-vs-scalar" "$B/test_quant" --kernels
 run "int8-weight-file-corruptions" "$B/test_quant" --corrupt $Q/resnet50_int8cal.imw $Q/resnet50_int8.imw
 run "reduced-precision-descriptors" "$B/test_quant" --size 224 weights/resnet50.imw \
     bf16:$Q/resnet50_bf16.imw:fp32:0.999:0.99 f16:$Q/resnet50_f16.imw:fp32:0.999:0.99 \
-    int8-weights:$Q/resnet50_int8.imw:fp32:0.99:0.95 int8-inference:$Q/resnet50_int8cal.imw:int8:0.99:0.95 -- $QIMGS
+    int8-weights:$Q/resnet50_int8.imw:fp32:0.99:0.95 int8-inference:$Q/resnet50_int8cal.imw:int8:0.99:0.95 \
+    bf16-inference:$Q/resnet50_bf16.imw:bf16:0.999:0.99 -- $QIMGS
 
 # 7. The example program runs.
 run "example-classify" sh -c "$B/classify weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg > /dev/null"

@@ -4,7 +4,7 @@
 
    usage: test_quant [--size N] REF.imw SPEC... -- IMAGE...
      SPEC = LABEL:FILE:PRECISION:MIN_COSINE:MIN_TOP10_AGREEMENT
-            PRECISION fp32 | int8 (imret_context_config.precision)
+            PRECISION fp32 | int8 | bf16 (imret_context_config.precision)
    For every image: cosine(descriptor, fp32 descriptor) >= MIN_COSINE (worst case reported).
    Retrieval: each image queries the others (cosine, top 10); the fraction of the fp32 top-10
    list found in the reduced-precision top-10 list, averaged over queries, must be >=
@@ -110,7 +110,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bad spec %s\n", specs[s]);
             return 2;
         }
-        d = describe_all(file, !strcmp(prec, "int8") ? IMRET_PRECISION_INT8 : IMRET_PRECISION_FP32, size, imgs, nimg, &dim2);
+        d = describe_all(file, !strcmp(prec, "int8") ? IMRET_PRECISION_INT8 : !strcmp(prec, "bf16") ? IMRET_PRECISION_BF16 : IMRET_PRECISION_FP32,
+                         size, imgs, nimg, &dim2);
         if (dim2 != dim) { printf("FAIL %s: dimension %d vs %d\n", label, dim2, dim); failures++; continue; }
         for (i = 0; i < nimg; i++) {
             double c = dot(d + (size_t)i * dim, refd + (size_t)i * dim, dim);
@@ -223,6 +224,11 @@ static int corrupt_tests(const char *path, const char *plain) {
         ok = rr == IMRET_ERROR_UNSUPPORTED && !ctx && strstr(imret_last_error(), "activation scales");
         printf("  %-38s -> %-24s \"%s\" %s\n", "int8 context, uncalibrated model", imret_result_string(rr), imret_last_error(), ok ? "ok" : "FAIL");
         failures += !ok;
+        cc.precision = IMRET_PRECISION_BF16;
+        rr = imret_context_create(m, &cc, &ctx);
+        ok = rr == IMRET_ERROR_UNSUPPORTED && !ctx && strstr(imret_last_error(), "bf16 values");
+        printf("  %-38s -> %-24s \"%s\" %s\n", "bf16 context, int8 weights", imret_result_string(rr), imret_last_error(), ok ? "ok" : "FAIL");
+        failures += !ok;
         imret_model_free(m);
     }
     free(orig);
@@ -326,6 +332,25 @@ static int kernel_tests(void) {
     next:
         free(q); free(wq); free(u); free(xq); free(xq2); free(wf); free(x); free(step); free(bias); free(dq);
         free(res); free(o_ref); free(o_s); free(o_f);
+    }
+    { /* bf16 rounding (BF16 precision) vs the nearest of the two bf16 neighbours, ties to even */
+        int bad = 0, n;
+        for (n = 0; n < 200000; n++) {
+            uint32_t u = rnd() << 16 ^ rnd(), lo, hi, pick;
+            float x, a, b, got;
+            double da, db;
+            if (n < 4) u = (uint32_t)0x3f808000u + (uint32_t)n * 0x10000u; /* exact ties */
+            lo = u & 0xffff0000u;
+            hi = lo + 0x10000u;
+            if ((u & 0x7f800000u) == 0x7f800000u || (hi & 0x7f800000u) == 0x7f800000u) continue; /* finite only */
+            memcpy(&x, &u, 4); memcpy(&a, &lo, 4); memcpy(&b, &hi, 4);
+            da = fabs((double)x - a); db = fabs((double)x - b);
+            pick = da < db ? lo : db < da ? hi : ((lo >> 16) & 1) ? hi : lo;
+            got = imret__bf16_round(x);
+            if (memcmp(&got, &pick, 4)) bad++;
+        }
+        printf("bf16 rounding: %d of 200000 random floats differ from the nearest-even reference\n", bad);
+        failures += bad != 0;
     }
     printf("int8 conv: %d comparisons on %d shapes; oracle vs brute force worst relative error %.2e; SIMD kernels (%s) "
            "bit-identical to the oracle: %s\n", checks, (int)(sizeof shapes / sizeof shapes[0]), worst_ref,

@@ -11,7 +11,8 @@
      --cache DIR       descriptor cache (default build/eval-cache)
      --threads N
      --filter NAME     resize filter: mitchell (default), catmullrom, box, bspline
-     --precision P     fp32 (default) or int8 (int8 inference; needs a calibrated model)
+     --precision P     fp32 (default), int8 (needs a calibrated model) or bf16 (needs bf16
+                       weights); imret_context_config.precision
    Ground truth (../shared/data/README.md): header line, then "query<TAB>rel1,rel2,...",
    paths relative to SET_DIR. For every pooling (MAC, SPoC, GeM p=3, R-MAC L=3) it prints mAP
    over the queries (each ranks the database without itself), the UKBench N-S score (4 =
@@ -103,7 +104,11 @@ int main(int argc, char **argv) {
             for (filter = 0, ++a; filter < 4 && strcmp(fn[filter], argv[a]); filter++) {}
             if (filter == 4) { fprintf(stderr, "eval: unknown filter %s\n", argv[a]); return 1; }
         }
-        else if (!strcmp(argv[a], "--precision") && a + 1 < argc) precision = !strcmp(argv[++a], "int8");
+        else if (!strcmp(argv[a], "--precision") && a + 1 < argc) {
+            a++;
+            precision = !strcmp(argv[a], "int8") ? IMRET_PRECISION_INT8 : !strcmp(argv[a], "bf16") ? IMRET_PRECISION_BF16 : IMRET_PRECISION_FP32;
+            if (precision == IMRET_PRECISION_FP32 && strcmp(argv[a], "fp32")) { fprintf(stderr, "eval: --precision fp32|int8|bf16\n"); return 1; }
+        }
         else if (!strcmp(argv[a], "--multiscale")) multiscale = 1;
         else if (!strcmp(argv[a], "--invariant")) invariant = 1;
         else if (!strcmp(argv[a], "--db-relevant")) db_relevant = 1;
@@ -116,7 +121,7 @@ int main(int argc, char **argv) {
     if (imret_model_load_file(model_path, NULL, &m)) { fprintf(stderr, "eval: %s\n", imret_last_error()); return 2; }
     imret_model_get_info(m, &info);
     cc.threads = threads;
-    cc.precision = precision ? IMRET_PRECISION_INT8 : IMRET_PRECISION_FP32;
+    cc.precision = (imret_precision)precision;
     if (imret_context_create(m, &cc, &ctx)) { fprintf(stderr, "eval: %s\n", imret_last_error()); return 2; }
     C = info.feature_channels;
     T = invariant ? 8 : 1;
@@ -129,7 +134,7 @@ int main(int argc, char **argv) {
         size_t want = (size_t)4 * T * C, k;
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         snprintf(key, sizeof key, "%.3000s|%016llx|%d|%d|%d|%d", path, (unsigned long long)info.fingerprint, size, multiscale, T, filter);
-        if (precision) snprintf(key + strlen(key), sizeof key - strlen(key), "|int8");
+        if (precision) snprintf(key + strlen(key), sizeof key - strlen(key), "|precision%d", precision);
         for (k = 0; key[k]; k++) h = (h ^ (unsigned char)key[k]) * 16777619u;
         snprintf(cpath, sizeof cpath, "%s/%08x.f32", cache, h);
         cf = fopen(cpath, "rb");

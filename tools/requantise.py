@@ -13,7 +13,8 @@ usage: /usr/bin/python3 tools/requantise.py IN.imw OUT.imw [--dtype f32|f16|bf16
 --fold-bn   fold every BatchNorm into its convolution (w' = w g/sqrt(v+eps), b' = (b-m)
             g/sqrt(v+eps) + beta, in float64, as the loader does) and write header bn_folded=1:
             no BN tensors, every convolution has a .bias. Same network, 4 fewer floats per
-            channel (ResNet-50 int8: 26.18 -> 25.76 MB). Default for --dtype int8.
+            channel (ResNet-50 int8: 26.18 -> 25.76 MB). Default for --dtype int8 and bf16
+            (bf16: the loaded weights are then bf16 values, which IMRET_PRECISION_BF16 needs).
 --act-max   a tab-separated file "conv_name<TAB>value" as build/calibrate writes it: each
             value becomes the f32 tensor "<conv_name>.act_max" [1], the clipping value of the
             7-bit unsigned activations int8 inference feeds that convolution (step = value /
@@ -96,7 +97,7 @@ def fold_bn(header, tensors):
 def requantise(src, dst, dtype="f32", act_max=None, fold=None):
     header, tensors = read_imw(src)
     tensors = dequantise(tensors)
-    if fold or (fold is None and dtype == "int8"):
+    if fold or (fold is None and dtype in ("int8", "bf16")):
         header, tensors = fold_bn(header, tensors)
     base = [(n, a) for n, a in tensors.items() if not n.endswith(".act_max")]
     acts = [(n, a) for n, a in tensors.items() if n.endswith(".act_max")]
@@ -112,7 +113,7 @@ def main():
     ap.add_argument("input")
     ap.add_argument("output")
     ap.add_argument("--dtype", default="f32", choices=list(DTYPES))
-    ap.add_argument("--fold-bn", action="store_true", default=None, help="fold BatchNorm (default for int8)")
+    ap.add_argument("--fold-bn", action="store_true", default=None, help="fold BatchNorm (default for int8, bf16)")
     ap.add_argument("--act-max", help="calibration file from build/calibrate (tools/calibrate.c)")
     a = ap.parse_args()
     try:
