@@ -22,7 +22,7 @@ TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_ima
               test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash \
               test_quant)
 
-.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help quant-weights bench-quant
+.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help quant-weights bench-quant eval-quant
 all: examples
 
 help:
@@ -33,6 +33,7 @@ help:
 	@echo "make test-ubsan   alias of test-asan (both sanitizers run together)"
 	@echo "make bench        benchmarks (see README, Performance)"
 	@echo "make bench-quant  ResNet-50 latency fp32 / bf16 storage / int8 inference and weight file sizes"
+	@echo "make eval-quant   paris6k leave-one-out mAP of fp32 / bf16 / int8 weights and inference"
 	@echo "make clean        remove build/ (weights and references stay)"
 	@echo "options: NO_OMP=1 (no OpenMP), CFLAGS=..., PYTHON=/usr/bin/python3, STB=/usr/include/stb"
 
@@ -77,6 +78,18 @@ $(BUILD)/quant/resnet50_calib.tsv: $(BUILD)/calibrate weights/resnet50.imw
 $(BUILD)/quant/resnet50_int8cal.imw: $(BUILD)/quant/resnet50_calib.tsv weights/resnet50.imw tools/requantise.py tools/imw.py
 	$(PYTHON) tools/requantise.py weights/resnet50.imw $@ --dtype int8 --act-max $<
 quant-weights: $(QUANT_W) $(BUILD)/quant/resnet50_int8cal.imw
+
+# Quality cost of reduced precision: paris6k_subset leave-one-out mAP, longest side 512
+# (descriptors cached per model file and precision in $(BUILD)/eval-cache).
+EVAL_SET = ../shared/data/paris6k_subset
+$(BUILD)/eval: tools/eval.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+eval-quant: $(BUILD)/eval quant-weights
+	@for run in "weights/resnet50.imw fp32" "$(BUILD)/quant/resnet50_bf16.imw fp32" "$(BUILD)/quant/resnet50_bf16.imw bf16" \
+	            "$(BUILD)/quant/resnet50_int8.imw fp32" "$(BUILD)/quant/resnet50_int8cal.imw int8"; do \
+	    set -- $$run; echo "### weights $$1, precision $$2"; \
+	    $(BUILD)/eval --model $$1 --precision $$2 $(EVAL_SET) $(EVAL_SET)/groundtruth_db_leave_one_out.tsv || exit 1; \
+	done
 
 $(BUILD)/bench_quant: bench/bench_quant.c imret.h | $(BUILD)
 	$(CC) $(CPPFLAGS) -O2 $(OMP) $< -o $@ $(LDLIBS)
