@@ -48,6 +48,7 @@
        [impl: threads and dispatch]     CPU features (cpuid/XGETBV), IMRET_SIMD, OpenMP
        [impl: kernels (scalar)]         conv (im2col + GEMM), pools, linear
        [impl: kernels (x86 SIMD)]       packed GEMM micro-kernels (AVX2, AVX-512)
+       [impl: kernels (int8)]           int8 x uint7 convolution (oracle, AVX2, AVX-512 VNNI), bf16 rounding
        [impl: weight file]              .imw parsing and validation
        [impl: models]                   VGG / ResNet tables, BN folding, model load
        [impl: forward pass]             workspace planning, trunk, classifier heads
@@ -1477,7 +1478,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
     }
 }
 
-/* x -> the nearest bf16 value (ties to even), kept as a float: BF16 precision. Inputs are
+/* [reduced precision] x -> the nearest bf16 value (ties to even), kept as a float: BF16 precision. Inputs are
    finite. */
 static float imret__bf16_round(float x) {
     uint32_t u;
