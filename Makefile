@@ -50,18 +50,23 @@ weights: weights/resnet50.imw
 weights/resnet50.imw: tools/fetch_default_model.sh tools/tfjs2imw.py tools/imw.py
 	sh tools/fetch_default_model.sh
 
-refs: weights
+# References (PyTorch, TF.js, numpy, FAISS) are regenerated only when a generator or the
+# default model changes (`make refs -B` forces it).
+REFS := tests/data/.refs-stamp
+refs: $(REFS)
+$(REFS): weights/resnet50.imw $(wildcard tests/ref_*.py tests/ref_*.js)
 	$(PYTHON) tests/ref_torch.py
 	$(PYTHON) tests/ref_default_model.py
 	$(PYTHON) tests/ref_images.py
 	$(PYTHON) tests/ref_desc.py
 	$(PYTHON) tests/ref_whiten.py
 	$(PYTHON) tests/ref_index.py
+	touch $@
 
-test: weights refs $(TESTS) $(EXAMPLES)
+test: weights $(REFS) $(TESTS) $(EXAMPLES)
 	sh tests/run_tests.sh $(BUILD)
 
-test-asan test-ubsan: weights refs
+test-asan test-ubsan: weights $(REFS)
 	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" NO_OMP=1 $(addprefix build-asan/,$(notdir $(TESTS) $(EXAMPLES)))
 	ASAN_OPTIONS=detect_leaks=1 IMRET_SANITIZED=1 sh tests/run_tests.sh build-asan
 
