@@ -21,7 +21,7 @@ EXAMPLES := $(BUILD)/classify
 TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_image test_classify test_desc \
               test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash)
 
-.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help
+.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index eval clean help
 all: examples
 
 help:
@@ -31,6 +31,7 @@ help:
 	@echo "make test-asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-ubsan   alias of test-asan (both sanitizers run together)"
 	@echo "make bench        benchmarks (see README, Performance)"
+	@echo "make eval         retrieval quality on ../shared/data (mAP, N-S, duplicate recall, hash sizes)"
 	@echo "make clean        remove build/ (weights and references stay)"
 	@echo "options: NO_OMP=1 (no OpenMP), CFLAGS=..., PYTHON=/usr/bin/python3, STB=/usr/include/stb"
 
@@ -79,6 +80,31 @@ bench-index: $(BUILD)/bench_index
 	$(BUILD)/bench_index $(BENCH_INDEX_ARGS)
 
 bench: bench-forward bench-index
+
+# Retrieval quality on ../shared/data (see README, Descriptors): descriptors are cached in
+# build/eval-cache, so a second run only recomputes the rankings.
+DATA ?= ../shared/data
+EVAL := $(BUILD)/eval
+$(EVAL): tools/eval.c imret.h | $(BUILD)
+	$(CC) -std=c99 -D_DEFAULT_SOURCE $(CPPFLAGS) -O2 $(WARN) $(OMP) $< -o $@ $(LDLIBS)
+
+eval: weights $(EVAL)
+	@echo "== paris6k_subset, leave-one-out over the 250 database images (float + hash rows)"
+	$(EVAL) --hash $(DATA)/paris6k_subset $(DATA)/paris6k_subset/groundtruth_db_leave_one_out.tsv
+	@echo "== paris6k_subset, leave-one-out, multi-scale (1, 1/sqrt2, 1/2)"
+	$(EVAL) --multiscale $(DATA)/paris6k_subset $(DATA)/paris6k_subset/groundtruth_db_leave_one_out.tsv
+	@echo "== paris6k_subset, 25 web queries against the 250 database images"
+	$(EVAL) --db-relevant $(DATA)/paris6k_subset $(DATA)/paris6k_subset/groundtruth.tsv
+	@echo "== ukbench (N-S score: 4 = perfect)"
+	$(EVAL) $(DATA)/ukbench $(DATA)/ukbench/groundtruth.tsv
+	@echo "== imagededup, near-duplicate setting (224), plain and 8-transform"
+	$(EVAL) --size 224 $(DATA)/imagededup $(DATA)/imagededup/groundtruth.tsv
+	$(EVAL) --size 224 --invariant $(DATA)/imagededup $(DATA)/imagededup/groundtruth.tsv
+	@echo "== known edits of ukbench (rotations, transpose, mirror, flip; 75 % + JPEG q80)"
+	[ -f $(BUILD)/edits/groundtruth.tsv ] || $(PYTHON) tools/make_edits.py $(DATA)/ukbench/images $(BUILD)/edits
+	$(EVAL) --size 224 $(BUILD)/edits $(BUILD)/edits/groundtruth.tsv
+	$(EVAL) --size 224 --invariant $(BUILD)/edits $(BUILD)/edits/groundtruth.tsv
+	$(EVAL) --size 512 --invariant $(BUILD)/edits $(BUILD)/edits/groundtruth.tsv
 
 clean:
 	rm -rf $(BUILD) build-asan

@@ -56,6 +56,9 @@ run "index-crash-safety" "$B/test_index_crash" "$B"
 # 6. Build modes (C99 pedantic, C++, included twice, two translation units).
 [ -z "$IMRET_SANITIZED" ] && run "build-modes" sh tests/build_modes.sh
 
+# 6b. The README's C examples compile as written.
+[ -z "$IMRET_SANITIZED" ] && run "readme-examples-compile" sh tests/readme_snippets.sh
+
 # 7. The example program runs.
 run "example-classify" sh -c "$B/classify weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg > /dev/null"
 
