@@ -104,7 +104,6 @@ eval: weights $(EVAL)
 	[ -f $(BUILD)/edits/groundtruth.tsv ] || $(PYTHON) tools/make_edits.py $(DATA)/ukbench/images $(BUILD)/edits
 	$(EVAL) --size 224 $(BUILD)/edits $(BUILD)/edits/groundtruth.tsv
 	$(EVAL) --size 224 --invariant $(BUILD)/edits $(BUILD)/edits/groundtruth.tsv
-	$(EVAL) --size 512 --invariant $(BUILD)/edits $(BUILD)/edits/groundtruth.tsv
 
 clean:
 	rm -rf $(BUILD) build-asan
