@@ -225,7 +225,10 @@ typedef enum imret_arch {
 } imret_arch;
 
 typedef struct imret_model_config {
-    int use_mmap;             /* 1: map the file read-only instead of reading it (files only) */
+    int use_mmap;             /* 1 (default): map the file read-only and drop its pages as the
+                                 weights are packed, so loading peaks near the model size;
+                                 0: read it into memory (peak file + model; use it when the
+                                 file may be truncated while loading: a mapping then faults) */
     size_t max_file_bytes;    /* refuse larger files; default 2 GiB                          */
     int skip_checksum;        /* 1: do not verify the CRC (faster load of trusted files)     */
 } imret_model_config;
@@ -750,6 +753,18 @@ IMRET_API imret_result imret_index_import_faiss(const char *path, const imret_in
 #include <limits.h>
 #include <errno.h>
 
+/* POSIX file access (open/read/mmap) for the file functions; stdio elsewhere. */
+#if !defined(IMRET_NO_STDIO) && (defined(__unix__) || defined(__APPLE__))
+#define IMRET__POSIX 1
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/mman.h>
+#include <fcntl.h>
+#include <unistd.h>
+#else
+#define IMRET__POSIX 0
+#endif
+
 #if defined(_OPENMP) && !defined(IMRET_NO_OPENMP)
 #include <omp.h>
 #define IMRET__OMP 1
@@ -1039,17 +1054,18 @@ static float imret__wp_at(const float *wp, int K, int m, int k) {
     return wp[(size_t)(m / IMRET__MR) * IMRET__MR * K + (size_t)k * IMRET__MR + m % IMRET__MR];
 }
 
-/* Row-major M x K weights -> a fresh packed copy (NULL when out of memory). */
-static float *imret__pack_weights(const float *w, int M, int K) {
-    size_t panels = ((size_t)M + IMRET__MR - 1) / IMRET__MR, k;
-    float *wp = (float *)imret__calloc(panels * IMRET__MR * (size_t)K, sizeof(float));
+/* Floats of the packed copy of M x K weights (whole panels, zero-padded rows). */
+static size_t imret__wp_floats(int M, int K) { return ((size_t)M + IMRET__MR - 1) / IMRET__MR * IMRET__MR * (size_t)K; }
+
+/* Row-major rows [m0, m0+rows) of M x K weights -> their places in the packed wp. */
+static void imret__pack_rows(float *wp, int K, int m0, int rows, const float *w) {
     int m;
-    if (!wp) return NULL;
-    for (m = 0; m < M; m++)
+    size_t k;
+    for (m = m0; m < m0 + rows; m++)
         for (k = 0; k < (size_t)K; k++)
-            wp[(size_t)(m / IMRET__MR) * IMRET__MR * K + k * IMRET__MR + m % IMRET__MR] = w[(size_t)m * K + k];
-    return wp;
+            wp[(size_t)(m / IMRET__MR) * IMRET__MR * K + k * IMRET__MR + m % IMRET__MR] = w[(size_t)(m - m0) * K + k];
 }
+
 
 /* Columns per tile: keep the K x TN panel of B around 256 KiB so it stays in L2 while the
    row tiles of A walk over it (a tile is reused M/IMRET__TM times). */
@@ -1480,7 +1496,27 @@ typedef struct imret__imw {
     imret__imw_tensor *t;
     uint32_t crc;
     uint64_t file_size;
+    int mapped;         /* the bytes are a private read-only file mapping (IMRET__IMW_MAPPED) */
 } imret__imw;
+
+enum { IMRET__IMW_CHECK_CRC = 1, IMRET__IMW_MAPPED = 2 }; /* imret__imw_parse flags */
+
+/* Bytes of a private read-only file mapping that are not needed any more: drop their pages
+   from the process (the page cache keeps them; a later read faults them back in, so rounding
+   out to whole pages is safe). Mapping + dropping keeps the peak RSS of a model load near
+   the packed model size instead of file + model. No-op where madvise is not declared. */
+static void imret__drop_pages(const void *p, size_t n) {
+#if IMRET__POSIX && defined(MADV_DONTNEED)
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, e = a + n;
+    if (page <= 0 || n == 0) return;
+    a -= a % (uintptr_t)page;
+    madvise((void *)a, e - a, MADV_DONTNEED);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
 
 #define IMRET__BAIL(code, ...) do { rc = imret__fail(code, __VA_ARGS__); goto fail; } while (0)
 
@@ -1495,8 +1531,10 @@ static size_t imret__dtype_size(uint32_t dt) {
 
 static size_t imret__align(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
-/* Parse and validate; on success w->t is allocated (free with IMRET_FREE). */
-static imret_result imret__imw_parse(const uint8_t *buf, size_t size, int check_crc, imret__imw *w) {
+/* Parse and validate; on success w->t is allocated (free with IMRET_FREE). flags:
+   IMRET__IMW_CHECK_CRC verifies the checksum; IMRET__IMW_MAPPED says buf is a private file
+   mapping whose pages may be dropped once read (imret__drop_pages). */
+static imret_result imret__imw_parse(const uint8_t *buf, size_t size, int flags, imret__imw *w) {
     uint32_t version, hlen, n, i;
     size_t table, data_start;
     uint64_t *spans = NULL;
@@ -1527,11 +1565,19 @@ static imret_result imret__imw_parse(const uint8_t *buf, size_t size, int check_
         return imret__fail(IMRET_ERROR_FORMAT, "weights: tensor table (%u records) runs past the end of the file", n);
     if (memchr(buf + IMRET__IMW_FIXED, 0, hlen))
         return imret__fail(IMRET_ERROR_FORMAT, "weights: header text contains a NUL byte");
-    if (check_crc) {
-        uint32_t crc = imret__crc32(0, buf + 24, size - 24);
+    if (flags & IMRET__IMW_CHECK_CRC) {
+        uint32_t crc = 0;
+        size_t pos = 24, step = (size_t)4 << 20;
+        while (pos < size) { /* mapped: drop each 4 MiB once summed, except the first (header, table) */
+            size_t n = size - pos < step ? size - pos : step;
+            crc = imret__crc32(crc, buf + pos, n);
+            if ((flags & IMRET__IMW_MAPPED) && pos > 24) imret__drop_pages(buf + pos, n);
+            pos += n;
+        }
         if (crc != w->crc)
             return imret__fail(IMRET_ERROR_CHECKSUM, "weights: CRC-32 is %08x, header says %08x (file corrupted)", crc, w->crc);
     }
+    w->mapped = (flags & IMRET__IMW_MAPPED) != 0;
     w->header = (const char *)buf + IMRET__IMW_FIXED;
     w->header_len = hlen;
     w->n = n;
@@ -1794,6 +1840,11 @@ static const imret__imw_tensor *imret__need(imret__loader *L, const char *name, 
     return t;
 }
 
+/* A tensor's bytes were consumed: drop them when the file is mapped (imret__drop_pages). */
+static void imret__loader_release(imret__loader *L, const imret__imw_tensor *t) {
+    if (L->w->mapped) imret__drop_pages(t->data, (size_t)t->nbytes);
+}
+
 /* Load conv `cname` (+ optional bias) and fold BatchNorm `bname` (NULL: none) into it. */
 static imret_result imret__load_conv(imret__loader *L, const char *cname, const char *bname, int in_c, int out_c,
                                      int k, int stride, int pad, int has_bias, imret__conv *cv) {
@@ -1802,6 +1853,7 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
     const imret__imw_tensor *tw, *tb = NULL, *bn[4] = {NULL, NULL, NULL, NULL};
     static const char *const bn_parts[4] = {"weight", "bias", "running_mean", "running_var"};
     float *tmp = NULL;
+    double *scales = NULL;
     size_t per_out = (size_t)in_c * k * k, i;
     imret_result rc = IMRET_OK;
     int oc, j;
@@ -1819,11 +1871,14 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
             snprintf(name, sizeof name, "%s.%s", bname, bn_parts[j]);
             if (!(bn[j] = imret__need(L, name, 1, vshape, &rc))) return rc;
         }
-    cv->w = (float *)imret__calloc(per_out * out_c, sizeof(float));
+    /* The weights go straight into the panel layout every kernel reads (imret__wp_at), one
+       panel of IMRET__MR output channels at a time through a small row buffer, so loading
+       never holds an unpacked copy of a layer (peak RSS; see imret__drop_pages). */
+    cv->w = (float *)imret__calloc(imret__wp_floats(out_c, (int)per_out), sizeof(float));
     cv->b = (float *)imret__calloc((size_t)out_c, sizeof(float));
-    tmp = (float *)imret__calloc((size_t)out_c * 5, sizeof(float));
-    if (!cv->w || !cv->b || !tmp) { IMRET_FREE(tmp); return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", cname); }
-    if ((rc = imret__imw_to_f32(tw, cv->w)) != IMRET_OK) goto done;
+    tmp = (float *)imret__calloc((size_t)out_c * 5 + IMRET__MR * per_out, sizeof(float));
+    scales = (double *)imret__calloc((size_t)out_c, sizeof(double));
+    if (!cv->w || !cv->b || !tmp || !scales) { IMRET_FREE(tmp); IMRET_FREE(scales); return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", cname); }
     if (tb && (rc = imret__imw_to_f32(tb, tmp + 4 * (size_t)out_c)) != IMRET_OK) goto done;
     for (j = 0; j < 4 && bname; j++)
         if ((rc = imret__imw_to_f32(bn[j], tmp + (size_t)j * out_c)) != IMRET_OK) goto done;
@@ -1834,18 +1889,27 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
             if (var < 0.0) { rc = imret__fail(IMRET_ERROR_FORMAT, "weights: %s.running_var[%d] is negative", bname, oc); goto done; }
             scale = tmp[oc] / sqrt(var + L->m->bn_eps);
             bias = (bias - tmp[2 * (size_t)out_c + oc]) * scale + tmp[(size_t)out_c + oc];
-            for (i = 0; i < per_out; i++) cv->w[oc * per_out + i] = (float)(cv->w[oc * per_out + i] * scale);
         }
         cv->b[oc] = (float)bias;
+        scales[oc] = scale;
     }
-    { /* re-pack into the panel layout every kernel reads (imret__wp_at) */
-        float *wp = imret__pack_weights(cv->w, out_c, (int)per_out);
-        if (!wp) { rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory packing %s", cname); goto done; }
-        IMRET_FREE(cv->w);
-        cv->w = wp;
+    for (oc = 0; oc < out_c; oc += IMRET__MR) {
+        int rows = out_c - oc < IMRET__MR ? out_c - oc : IMRET__MR, r;
+        float *rowbuf = tmp + 5 * (size_t)out_c;
+        imret__imw_tensor part = *tw; /* view of rows [oc, oc+rows) */
+        size_t esz = imret__dtype_size(tw->dtype);
+        part.data = tw->data + (size_t)oc * per_out * esz;
+        part.count = (size_t)rows * per_out;
+        part.nbytes = part.count * esz;
+        if ((rc = imret__imw_to_f32(&part, rowbuf)) != IMRET_OK) goto done;
+        for (r = 0; r < rows && bname; r++)
+            for (i = 0; i < per_out; i++) rowbuf[r * per_out + i] = (float)(rowbuf[r * per_out + i] * scales[oc + r]);
+        imret__pack_rows(cv->w, (int)per_out, oc, rows, rowbuf);
     }
+    imret__loader_release(L, tw);
 done:
     IMRET_FREE(tmp);
+    IMRET_FREE(scales);
     return rc;
 }
 
@@ -1865,6 +1929,7 @@ static imret_result imret__load_fc(imret__loader *L, const char *name, int in_n,
     fc->b = (float *)imret__calloc((size_t)out_n, sizeof(float));
     if (!fc->w || !fc->b) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", name);
     if ((rc = imret__imw_to_f32(tw, fc->w)) != IMRET_OK) return rc;
+    imret__loader_release(L, tw);
     return imret__imw_to_f32(tb, fc->b);
 }
 
@@ -2037,25 +2102,33 @@ IMRET_DEF imret_model_config imret_model_config_init(void) {
     imret_model_config c;
     memset(&c, 0, sizeof c);
     c.max_file_bytes = (size_t)2 << 30;
+    c.use_mmap = 1;
     return c;
+}
+
+/* Load from bytes; mapped = the bytes are a private read-only mapping of the file, whose
+   pages are dropped as they are consumed (imret__drop_pages). */
+static imret_result imret__model_load(const void *data, size_t size, const imret_model_config *cfg, int mapped,
+                                      imret_model **out) {
+    imret__imw w;
+    imret_result rc;
+    int flags = (cfg->skip_checksum ? 0 : IMRET__IMW_CHECK_CRC) | (mapped ? IMRET__IMW_MAPPED : 0);
+    if (size > cfg->max_file_bytes)
+        return imret__fail(IMRET_ERROR_LIMIT, "weights: %lu bytes exceeds max_file_bytes (%lu)", (unsigned long)size,
+                           (unsigned long)cfg->max_file_bytes);
+    if ((rc = imret__imw_parse((const uint8_t *)data, size, flags, &w)) != IMRET_OK) return rc;
+    rc = imret__model_from_imw(&w, out);
+    IMRET_FREE(w.t);
+    return rc;
 }
 
 IMRET_DEF imret_result imret_model_load_memory(const void *data, size_t size, const imret_model_config *cfg,
                                                imret_model **out) {
     imret_model_config def = imret_model_config_init();
-    imret__imw w;
-    imret_result rc;
     if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_load_memory: out is NULL");
     *out = NULL;
     if (!data) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_load_memory: data is NULL");
-    if (!cfg) cfg = &def;
-    if (size > cfg->max_file_bytes)
-        return imret__fail(IMRET_ERROR_LIMIT, "weights: %lu bytes exceeds max_file_bytes (%lu)", (unsigned long)size,
-                           (unsigned long)cfg->max_file_bytes);
-    if ((rc = imret__imw_parse((const uint8_t *)data, size, !cfg->skip_checksum, &w)) != IMRET_OK) return rc;
-    rc = imret__model_from_imw(&w, out);
-    IMRET_FREE(w.t);
-    return rc;
+    return imret__model_load(data, size, cfg ? cfg : &def, 0, out);
 }
 
 IMRET_DEF imret_result imret_model_get_info(const imret_model *m, imret_model_info *info) {
@@ -2386,16 +2459,6 @@ IMRET_DEF imret_result imret_forward_logits(imret_context *ctx, const imret_tens
    available (checked descriptors, no stdio FILE), stdio elsewhere.
    ====================================================================================== */
 #ifndef IMRET_NO_STDIO
-#if defined(__unix__) || defined(__APPLE__)
-#define IMRET__POSIX 1
-#include <sys/types.h>
-#include <sys/stat.h>
-#include <sys/mman.h>
-#include <fcntl.h>
-#include <unistd.h>
-#else
-#define IMRET__POSIX 0
-#endif
 
 /* Read a whole file (<= max_bytes) into a fresh buffer (free with IMRET_FREE), or map it
    read-only when *mapped is non-NULL and mapping is possible (then *mapped = 1 and the
@@ -2503,7 +2566,7 @@ IMRET_DEF imret_result imret_model_load_file(const char *path, const imret_model
     if (!cfg) cfg = &def;
     mapped = cfg->use_mmap;
     if ((rc = imret__read_file(path, cfg->max_file_bytes, "weights", &data, &size, &mapped)) != IMRET_OK) return rc;
-    rc = imret_model_load_memory(data, size, cfg, out);
+    rc = imret__model_load(data, size, cfg, mapped, out);
     imret__release_file(data, size, mapped);
     if (rc != IMRET_OK) {
         /* prefix the file name to the detail */

