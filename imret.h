@@ -274,6 +274,12 @@ typedef struct imret_context_config {
     size_t max_workspace_bytes; /* refuse inputs needing more; default 4 GiB            */
     imret_simd simd;          /* kernel level: AUTO (default) = best the CPU allows, capped by
                                  the IMRET_SIMD environment variable; SCALAR = portable    */
+    int exact;                /* 1: every convolution on the direct path. 0 (default): 3x3
+                                 stride-1 layers with enough 4x4 output tiles use Winograd
+                                 F(4x4,3x3) on the SIMD levels (about 3x fewer multiplies;
+                                 results differ from direct by ~1e-5 relative per layer).
+                                 IMRET_CONV=direct in the environment forces exact for every
+                                 context (IMRET_CONV=winograd: every 3x3 stride-1 layer) */
 } imret_context_config;
 IMRET_API imret_context_config imret_context_config_init(void);
 
@@ -1220,6 +1226,11 @@ typedef struct imret__kernels {
     imret_simd level;
     int nr;            /* columns per micro-tile (0: portable path, im2col + imret__gemm_scalar) */
     imret__ukr_fn ukr; /* MR x nr micro-kernel                                                  */
+    /* Winograd transforms ([impl: kernels (Winograd)]), set with the micro-kernel */
+    void (*wg_weights)(const float *wp, int M, int IC, float *U, int p0, int p1);
+    void (*wg_input)(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0, int nt, int nr, float *V);
+    void (*wg_output)(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh, int ow, float *out,
+                      const struct imret__epilogue *ep, int oc0, int oc1);
 } imret__kernels;
 
 /* ======================================================================================
@@ -1416,17 +1427,6 @@ IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, 
 #endif
 #endif /* IMRET__X86 */
 
-static imret__kernels imret__kernels_for(imret_simd level) {
-    imret__kernels k;
-    memset(&k, 0, sizeof k);
-    k.level = imret__simd_resolve(level);
-#if IMRET__X86
-    if (k.level == IMRET_SIMD_AVX512) { k.nr = 32; k.ukr = imret__ukr_avx512; }
-    else if (k.level == IMRET_SIMD_AVX2) { k.nr = 16; k.ukr = imret__ukr_avx2; }
-#endif
-    return k;
-}
-
 /* out[M][N] = epilogue(A * im2col(src)) with packed A, on the SIMD micro-kernel. pack holds
    threads x IMRET__PACK_FLOATS floats. */
 static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
@@ -1464,6 +1464,251 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
             }
         }
     }
+}
+
+/* ======================================================================================
+   [impl: kernels (Winograd)]
+   Winograd F(4x4, 3x3) (Lavin & Gray 2016) for 3x3 stride-1 convolutions: a 4x4 output
+   tile is A^T [(G g G^T) .* (B^T d B)] A of its 6x6 input patch d, 36 multiply-adds per
+   (in, out) channel pair instead of 144. Summed over input channels the 36 element-wise
+   products become 36 independent GEMMs  M[xi] (out x tiles) = U[xi] (out x in) * V[xi]
+   (in x tiles), run on the packed micro-kernels of the direct convolution:
+   - U is transformed per call from the packed 3x3 weights straight into the packed A layout
+     [xi][panel][in][8] (162 multiply-adds per channel pair: cheap next to the GEMMs, and no
+     load-time memory, which keeps the peak RSS of the model at its size);
+   - V is transformed per block of IMRET__WG_NT tiles into packed B panels [xi][panel][in][nr];
+   - the block's M [xi][out][tile] is transformed back with the fused epilogue.
+   The transforms work on 8 lanes (8 output channels, or 8 tiles) so they compile to vector
+   code; they are instantiated per ISA with the target attribute. Rounding: the constants
+   (1/6, 1/24, ...) and the cancellation in B^T d B make the result differ from the direct
+   sum by ~1e-6..1e-5 x max|out| per layer (test_kernels, test_parity report it);
+   imret_context_config.exact = 1 or IMRET_CONV=direct keeps every layer on the direct path.
+   ====================================================================================== */
+#define IMRET__WG_NT 32 /* tiles per block (a multiple of every nr) */
+#define IMRET__WG_L8 for (l = 0; l < 8; l++)
+#if defined(__GNUC__) || defined(__clang__)
+#define IMRET__INLINE __inline__ __attribute__((always_inline))
+#else
+#define IMRET__INLINE
+#endif
+
+/* Output channel panels [p0, p1): U[xi][panel][ic][8] = G g G^T, xi = 6 * row + column. */
+static IMRET__INLINE void imret__wg_weights_body(const float *wp, int M, int IC, float *U, int p0, int p1) {
+    int panels = (M + IMRET__MR - 1) / IMRET__MR, p, ic, i, j, l;
+    for (p = p0; p < p1; p++)
+        for (ic = 0; ic < IC; ic++) {
+            const float *g = wp + (size_t)p * IMRET__MR * IC * 9 + (size_t)ic * 9 * IMRET__MR; /* [ky*3+kx][8] */
+            float t[6][3][8];
+            for (j = 0; j < 3; j++) IMRET__WG_L8 { /* G along ky */
+                float g0 = g[j * 8 + l], g1 = g[(3 + j) * 8 + l], g2 = g[(6 + j) * 8 + l];
+                t[0][j][l] = 0.25f * g0;
+                t[1][j][l] = (g0 + g1 + g2) * (-1.0f / 6);
+                t[2][j][l] = (g0 - g1 + g2) * (-1.0f / 6);
+                t[3][j][l] = (g0 + 2 * g1 + 4 * g2) * (1.0f / 24);
+                t[4][j][l] = (g0 - 2 * g1 + 4 * g2) * (1.0f / 24);
+                t[5][j][l] = g2;
+            }
+            for (i = 0; i < 6; i++) { /* G along kx (into a local row: the strided stores would
+                                         otherwise keep the compiler from vectorising) */
+                float u[6][8];
+                IMRET__WG_L8 {
+                    float g0 = t[i][0][l], g1 = t[i][1][l], g2 = t[i][2][l];
+                    u[0][l] = 0.25f * g0;
+                    u[1][l] = (g0 + g1 + g2) * (-1.0f / 6);
+                    u[2][l] = (g0 - g1 + g2) * (-1.0f / 6);
+                    u[3][l] = (g0 + 2 * g1 + 4 * g2) * (1.0f / 24);
+                    u[4][l] = (g0 - 2 * g1 + 4 * g2) * (1.0f / 24);
+                    u[5][l] = g2;
+                }
+                for (j = 0; j < 6; j++) memcpy(U + ((size_t)(i * 6 + j) * panels + p) * IC * 8 + (size_t)ic * 8, u[j], sizeof u[j]);
+            }
+        }
+}
+
+/* Tiles [t0, t0+nt) of the input (tile t: output rows 4*(t / tiles_x).., columns
+   4*(t % tiles_x)..) -> V[xi][j][ic][nr] = B^T d B, tile t0 + j*nr + lane; lanes past nt are 0. */
+static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0,
+                                               int nt, int nr, float *V) {
+    int npan = (nt + nr - 1) / nr, ic, g, r, c, l;
+    size_t step = (size_t)npan * IC * nr; /* between xi planes */
+    for (ic = 0; ic < IC; ic++) {
+        const float *plane = in + (size_t)ic * h * w;
+        for (g = 0; g * 8 < npan * nr; g++) {
+            float d[6][6][8], e[6][6][8];
+            float *v = V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr;
+            IMRET__WG_L8 {
+                long t = t0 + g * 8 + l;
+                int iy0 = (int)(t / tiles_x) * 4 - pad, ix0 = (int)(t % tiles_x) * 4 - pad;
+                if (g * 8 + l >= nt) {
+                    for (r = 0; r < 6; r++)
+                        for (c = 0; c < 6; c++) d[r][c][l] = 0.0f;
+                } else if (iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= h && ix0 + 6 <= w) {
+                    for (r = 0; r < 6; r++)
+                        for (c = 0; c < 6; c++) d[r][c][l] = plane[(size_t)(iy0 + r) * w + ix0 + c];
+                } else {
+                    for (r = 0; r < 6; r++)
+                        for (c = 0; c < 6; c++) {
+                            int iy = iy0 + r, ix = ix0 + c;
+                            d[r][c][l] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? plane[(size_t)iy * w + ix] : 0.0f;
+                        }
+                }
+            }
+            for (c = 0; c < 6; c++) IMRET__WG_L8 { /* B^T along rows */
+                float d0 = d[0][c][l], d1 = d[1][c][l], d2 = d[2][c][l], d3 = d[3][c][l], d4 = d[4][c][l], d5 = d[5][c][l];
+                e[0][c][l] = 4 * d0 - 5 * d2 + d4;
+                e[1][c][l] = -4 * (d1 + d2) + d3 + d4;
+                e[2][c][l] = 4 * (d1 - d2) - d3 + d4;
+                e[3][c][l] = 2 * (d3 - d1) - d2 + d4;
+                e[4][c][l] = 2 * (d1 - d3) - d2 + d4;
+                e[5][c][l] = 4 * d1 - 5 * d3 + d5;
+            }
+            for (r = 0; r < 6; r++) { /* B along columns, into the packed panels */
+                float o[6][8];
+                IMRET__WG_L8 {
+                    float d0 = e[r][0][l], d1 = e[r][1][l], d2 = e[r][2][l], d3 = e[r][3][l], d4 = e[r][4][l], d5 = e[r][5][l];
+                    o[0][l] = 4 * d0 - 5 * d2 + d4;
+                    o[1][l] = -4 * (d1 + d2) + d3 + d4;
+                    o[2][l] = 4 * (d1 - d2) - d3 + d4;
+                    o[3][l] = 2 * (d3 - d1) - d2 + d4;
+                    o[4][l] = 2 * (d1 - d3) - d2 + d4;
+                    o[5][l] = 4 * d1 - 5 * d3 + d5;
+                }
+                for (c = 0; c < 6; c++) memcpy(v + (size_t)(r * 6 + c) * step, o[c], sizeof o[c]);
+            }
+        }
+    }
+}
+
+/* Output channels [oc0, oc1) of the block's Mb[xi][M][ldm] -> A^T m A + epilogue, clipped
+   to the oh x ow output. */
+static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,
+                                                int ow, float *out, const imret__epilogue *ep, int oc0, int oc1) {
+    int oc, g, i, j, l;
+    size_t step = (size_t)M * ldm;
+    for (oc = oc0; oc < oc1; oc++) {
+        float bias = ep->bias ? ep->bias[oc] : 0.0f;
+        float *oplane = out + (size_t)oc * oh * ow;
+        const float *rplane = ep->residual ? ep->residual + (size_t)oc * oh * ow : NULL;
+        for (g = 0; g * 8 < nt; g++) {
+            float s[4][6][8], y[4][4][8];
+            const float *m = Mb + (size_t)oc * ldm + g * 8;
+            for (j = 0; j < 6; j++) IMRET__WG_L8 { /* A^T along rows */
+                float m0 = m[(size_t)j * step + l], m1 = m[(size_t)(6 + j) * step + l], m2 = m[(size_t)(12 + j) * step + l];
+                float m3 = m[(size_t)(18 + j) * step + l], m4 = m[(size_t)(24 + j) * step + l], m5 = m[(size_t)(30 + j) * step + l];
+                s[0][j][l] = m0 + m1 + m2 + m3 + m4;
+                s[1][j][l] = m1 - m2 + 2 * (m3 - m4);
+                s[2][j][l] = m1 + m2 + 4 * (m3 + m4);
+                s[3][j][l] = m1 - m2 + 8 * (m3 - m4) + m5;
+            }
+            for (i = 0; i < 4; i++) IMRET__WG_L8 { /* A along columns */
+                float m0 = s[i][0][l], m1 = s[i][1][l], m2 = s[i][2][l], m3 = s[i][3][l], m4 = s[i][4][l], m5 = s[i][5][l];
+                y[i][0][l] = m0 + m1 + m2 + m3 + m4 + bias;
+                y[i][1][l] = m1 - m2 + 2 * (m3 - m4) + bias;
+                y[i][2][l] = m1 + m2 + 4 * (m3 + m4) + bias;
+                y[i][3][l] = m1 - m2 + 8 * (m3 - m4) + m5 + bias;
+            }
+            for (l = 0; l < 8 && g * 8 + l < nt; l++) {
+                long t = t0 + g * 8 + l;
+                int oy0 = (int)(t / tiles_x) * 4, ox0 = (int)(t % tiles_x) * 4;
+                for (i = 0; i < 4 && oy0 + i < oh; i++)
+                    for (j = 0; j < 4 && ox0 + j < ow; j++) {
+                        size_t at = (size_t)(oy0 + i) * ow + ox0 + j;
+                        float v = y[i][j][l];
+                        if (rplane) v += rplane[at];
+                        if (ep->relu && v < 0.0f) v = 0.0f;
+                        oplane[at] = v;
+                    }
+            }
+        }
+    }
+}
+
+/* One instance of the three transforms per ISA (the bodies are inlined into each). */
+#define IMRET__WG_INSTANCES(sfx, attr)                                                                               \
+    attr static void imret__wg_weights_##sfx(const float *wp, int M, int IC, float *U, int p0, int p1) {             \
+        imret__wg_weights_body(wp, M, IC, U, p0, p1);                                                               \
+    }                                                                                                                \
+    attr static void imret__wg_input_##sfx(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0,     \
+                                           int nt, int nr, float *V) {                                               \
+        imret__wg_input_body(in, IC, h, w, pad, tiles_x, t0, nt, nr, V);                                             \
+    }                                                                                                                \
+    attr static void imret__wg_output_##sfx(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,   \
+                                            int ow, float *out, const imret__epilogue *ep, int oc0, int oc1) {       \
+        imret__wg_output_body(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, oc0, oc1);                               \
+    }
+IMRET__WG_INSTANCES(generic, )
+#if IMRET__X86
+IMRET__WG_INSTANCES(avx2, IMRET__AVX2)
+#endif
+
+/* Floats of a Winograd layer's workspace: U, then per thread the block's V and M. */
+static size_t imret__wg_u_floats(int M, int IC) { return (size_t)36 * ((size_t)(M + IMRET__MR - 1) / IMRET__MR * IMRET__MR) * IC; }
+static size_t imret__wg_thread_floats(int M, int IC, int nr) {
+    size_t ld = ((size_t)IMRET__WG_NT + nr - 1) / nr * nr;
+    return (size_t)36 * ld * ((size_t)IC + M);
+}
+
+/* out (M x oh x ow) = epilogue(conv3x3 stride 1 (in: IC x h x w, padding pad)) with the packed
+   3x3 weights wp, by F(4x4, 3x3). U holds imret__wg_u_floats, ws threads x
+   imret__wg_thread_floats. Every output value is computed by the same operations whatever the
+   thread count (tiles and channel panels are independent tasks). */
+static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int h, int w, int pad, const float *wp,
+                                 const float *in, float *out, const imret__epilogue *ep, float *U, float *ws, int threads) {
+    int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2, tiles_x = (ow + 3) / 4, nr = kern->nr, chunks = 1;
+    int panels = (M + IMRET__MR - 1) / IMRET__MR;
+    long T = (long)tiles_x * ((oh + 3) / 4), nblocks = (T + IMRET__WG_NT - 1) / IMRET__WG_NT, tiles, t;
+    int p;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && panels > 1)
+#endif
+    for (p = 0; p < panels; p++) kern->wg_weights(wp, M, IC, U, p, p + 1);
+    while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
+    tiles = nblocks * chunks;
+#if IMRET__OMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && tiles > 1)
+#endif
+    for (t = 0; t < tiles; t++) {
+#if IMRET__OMP
+        float *V = ws + (size_t)omp_get_thread_num() * imret__wg_thread_floats(M, IC, nr);
+#else
+        float *V = ws;
+#endif
+        long t0 = (t / chunks) * IMRET__WG_NT;
+        int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
+        int nt = T - t0 < IMRET__WG_NT ? (int)(T - t0) : IMRET__WG_NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q, j;
+        float *Mb = V + (size_t)36 * ldm * IC;
+        kern->wg_input(in, IC, h, w, pad, tiles_x, t0, nt, nr, V);
+        for (xi = 0; xi < 36; xi++)
+            for (q = p0; q < p1; q++) {
+                int mr = M - q * IMRET__MR < IMRET__MR ? M - q * IMRET__MR : IMRET__MR;
+                const float *a = U + ((size_t)xi * panels + q) * IMRET__MR * IC;
+                for (j = 0; j < npan; j++)
+                    kern->ukr(IC, a, V + ((size_t)xi * npan + j) * IC * nr, Mb + ((size_t)xi * M + q * IMRET__MR) * ldm + j * nr,
+                              (size_t)ldm, mr, nr, 1, 1, NULL, NULL, 0);
+            }
+        kern->wg_output(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, p0 * IMRET__MR, p1 * IMRET__MR < M ? p1 * IMRET__MR : M);
+    }
+}
+
+/* The kernel table of a SIMD level (nr == 0: the portable path). */
+static imret__kernels imret__kernels_for(imret_simd level) {
+    imret__kernels k;
+    memset(&k, 0, sizeof k);
+    k.level = imret__simd_resolve(level);
+    k.wg_weights = imret__wg_weights_generic;
+    k.wg_input = imret__wg_input_generic;
+    k.wg_output = imret__wg_output_generic;
+#if IMRET__X86
+    if (k.level == IMRET_SIMD_AVX512) { k.nr = 32; k.ukr = imret__ukr_avx512; }
+    else if (k.level == IMRET_SIMD_AVX2) { k.nr = 16; k.ukr = imret__ukr_avx2; }
+    if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both */
+        k.wg_weights = imret__wg_weights_avx2;
+        k.wg_input = imret__wg_input_avx2;
+        k.wg_output = imret__wg_output_avx2;
+    }
+#endif
+    return k;
 }
 
 /* ======================================================================================
@@ -2157,11 +2402,19 @@ IMRET_DEF imret_result imret_model_get_info(const imret_model *m, imret_model_in
 struct imret_context {
     const imret_model *model;
     int threads;
+    long wg_min_tiles;        /* Winograd for 3x3 stride-1 layers with >= this many tiles; 0: never */
     size_t max_ws;
     imret__kernels kern;
     float *ws;                /* one arena: 4 activation buffers, col buffer, head buffers */
     size_t ws_floats;
 };
+
+/* Winograd needs enough 4x4 output tiles to pay for transforming the weights on every call
+   (bench/bench_winograd.c, AVX2, 1 thread, machine busy: 14x14 outputs = 16 tiles run in
+   0.58-0.66x the direct time, 7x7 = 4 tiles in 1.9x, 28x28 and larger in 0.33-0.6x). */
+#define IMRET__WG_MIN_TILES 16
+/* ... and enough input channels: VGG's first layer (3 -> 64 at 224x224) ran 1.5x slower. */
+#define IMRET__WG_MIN_IN 16
 
 /* Cap of the im2col buffer: larger convolutions are run in pixel chunks. */
 #define IMRET__COL_MAX_FLOATS ((size_t)4 << 20)
@@ -2170,7 +2423,8 @@ typedef struct imret__run {
     imret_context *ctx;
     int dry;
     size_t max_act, max_col; /* dry run: largest activation / col chunk, in floats */
-    float *col, *pack;
+    size_t max_wg;           /* dry run: largest Winograd workspace (U + per-thread blocks)   */
+    float *col, *pack, *wg;
     const imret_forward_options *opts;
 } imret__run;
 
@@ -2182,6 +2436,10 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
     int oh = imret__out_dim(h, cv->k, cv->stride, cv->pad), ow = imret__out_dim(w, cv->k, cv->stride, cv->pad);
     long npix = (long)oh * ow, K = (long)cv->in_c * cv->k * cv->k, chunk, p0;
     int direct = cv->k == 1 && cv->stride == 1 && cv->pad == 0, fast = R->ctx->kern.nr > 0;
+    long tiles = (long)((oh + 3) / 4) * ((ow + 3) / 4);
+    int wino = fast && cv->k == 3 && cv->stride == 1 && R->ctx->wg_min_tiles && tiles >= R->ctx->wg_min_tiles &&
+               (cv->in_c >= IMRET__WG_MIN_IN || R->ctx->wg_min_tiles == 1);
+    size_t wg_u = wino ? imret__wg_u_floats(cv->out_c, cv->in_c) : 0;
     imret__epilogue ep;
     *oh_out = oh;
     *ow_out = ow;
@@ -2193,11 +2451,18 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
         size_t act = (size_t)cv->out_c * (size_t)npix, col = (direct || fast) ? 0 : (size_t)K * (size_t)chunk;
         if (act > R->max_act) R->max_act = act;
         if (col > R->max_col) R->max_col = col;
+        if (wino && wg_u + (size_t)R->ctx->threads * imret__wg_thread_floats(cv->out_c, cv->in_c, R->ctx->kern.nr) > R->max_wg)
+            R->max_wg = wg_u + (size_t)R->ctx->threads * imret__wg_thread_floats(cv->out_c, cv->in_c, R->ctx->kern.nr);
         return;
     }
     ep.bias = cv->b;
     ep.relu = relu;
     ep.residual = residual;
+    if (wino) {
+        imret__conv_winograd(&R->ctx->kern, cv->out_c, cv->in_c, h, w, cv->pad, cv->w, in, out, &ep, R->wg, R->wg + wg_u,
+                             R->ctx->threads);
+        return;
+    }
     if (fast) {
         imret__bsrc src;
         src.in = in; src.c = cv->in_c; src.h = h; src.w = w;
@@ -2337,6 +2602,12 @@ IMRET_DEF imret_result imret_context_create(const imret_model *model, const imre
     if ((unsigned)cfg->simd > IMRET_SIMD_NEON)
         return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_context_create: simd = %d", (int)cfg->simd);
     ctx->kern = imret__kernels_for(cfg->simd);
+    {
+        const char *conv = getenv("IMRET_CONV");
+        ctx->wg_min_tiles = IMRET__WG_MIN_TILES;
+        if (cfg->exact || !ctx->kern.nr || (conv && !strcmp(conv, "direct"))) ctx->wg_min_tiles = 0;
+        else if (conv && !strcmp(conv, "winograd")) ctx->wg_min_tiles = 1;
+    }
     *out = ctx;
     return IMRET_OK;
 }
@@ -2371,6 +2642,7 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     imret__trunk(&R, x, buf, fc, fh, fw);
     pack = ctx->kern.nr ? (size_t)ctx->threads * IMRET__PACK_FLOATS : 0;
     if (!imret__mul(R.max_act, 4, &act4) || !imret__add(act4, R.max_col, &need) || !imret__add(need, pack, &need) ||
+        !imret__add(need, R.max_wg, &need) ||
         !imret__add(need, IMRET__HEAD_FLOATS, &need) || need > ctx->max_ws / sizeof(float))
         return imret__fail(IMRET_ERROR_LIMIT, "imret_forward: input %dx%d needs more workspace than max_workspace_bytes (%lu)",
                            x->w, x->h, (unsigned long)ctx->max_ws);
@@ -2388,7 +2660,8 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     buf[3] = buf[2] + R.max_act;
     R.col = buf[3] + R.max_act;
     R.pack = R.col + R.max_col;
-    *head = R.pack + pack;
+    R.wg = R.pack + pack;
+    *head = R.wg + R.max_wg;
     *scratch = R.col;
     R.dry = 0;
     R.opts = opts;
