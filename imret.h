@@ -47,7 +47,8 @@
        [impl: util and errors]          allocation, overflow checks, last-error, crc32
        [impl: threads and dispatch]     CPU features (cpuid/XGETBV), IMRET_SIMD, OpenMP
        [impl: kernels (scalar)]         conv (im2col + GEMM), pools, linear
-       [impl: kernels (x86 SIMD)]       packed GEMM micro-kernels (AVX2, AVX-512)
+       [impl: kernels (x86 SIMD)]       packed GEMM micro-kernels (AVX2, AVX-512; NEON beside them)
+       [impl: kernels (Winograd)]       F(4x4,3x3) for 3x3 stride-1 convolutions
        [impl: weight file]              .imw parsing and validation
        [impl: models]                   VGG / ResNet tables, BN folding, model load
        [impl: forward pass]             workspace planning, trunk, classifier heads
@@ -786,6 +787,11 @@ IMRET_API imret_result imret_index_import_faiss(const char *path, const imret_in
 
 
 #if defined(__GNUC__) || defined(__clang__)
+#define IMRET__INLINE __inline__ __attribute__((always_inline))
+#else
+#define IMRET__INLINE
+#endif
+#if defined(__GNUC__) || defined(__clang__)
 #define IMRET__UNUSED __attribute__((unused))
 #else
 #define IMRET__UNUSED
@@ -1238,8 +1244,8 @@ typedef struct imret__kernels {
    GotoBLAS-style convolution GEMM. A (weights) is packed once at load in panels of
    IMRET__MR = 8 output channels, k-major (imret__wp_at). B is packed per (KC x NC) block in
    panels of nr pixels, k-major, straight from the input planes. The micro-kernel keeps an
-   8 x nr tile of C in registers (AVX-512: nr = 32, 16 zmm accumulators; AVX2: nr = 16, two
-   passes of 4 rows x 2 ymm). Blocking: KC = 256 (an A panel is 8 KiB, L1), NC = 192 (a B
+   8 x nr tile of C in registers (AVX-512: nr = 32, 16 zmm accumulators; AVX2: nr = 24, two
+   passes of 4 rows x 3 ymm). Blocking: KC = 256 (an A panel is 8 KiB, L1), NC = 192 (a B
    block is 192 KiB, L2, reused by every A panel of the tile). Tiles (NC columns x a range
    of A panels) are independent and always sum k in the same order, so results do not depend
    on the thread count. The epilogue (bias, residual, ReLU) is fused into the last KC block.
@@ -1370,57 +1376,53 @@ IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* 8 x 16 micro-kernel as two passes of 4 rows x 2 ymm (16 ymm registers are not enough for
-   a single 8 x 16 pass). */
-IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
-                                        int nr, int first, int last, const float *bias, const float *res, int relu) {
-    __m256i m0 = imret__mask8(nr), m1 = imret__mask8(nr - 8);
-    int half, k, i;
+/* 8 x (8*NB) micro-kernel as two passes of 4 rows x NB ymm: 16 ymm registers hold 4 x NB
+   accumulators + NB B vectors + 1 broadcast, so NB <= 3. NB = 3 (8 x 24, the one used) does 12
+   FMAs per 3 B loads + 4 broadcasts, NB = 2 (8 x 16) 8 per 2 + 4: measured with
+   bench/bench_gemm.c interleaved on the ResNet-50 layer shapes, 8 x 24 took 0.90x the time of
+   8 x 16 in total (0.84-0.96x per layer; 1.03-1.04x only at N = 49 pixels, where 24-column
+   panels pad more). */
+IMRET__AVX2 static IMRET__INLINE void imret__ukr_avx2_body(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
+                                                           int nr, int first, int last, const float *bias, const float *res,
+                                                           int relu, const int NB) {
+    __m256i mask[3];
+    int half, k, i, v;
+    for (v = 0; v < NB; v++) mask[v] = imret__mask8(nr - 8 * v);
     for (half = 0; half < 2 && half * 4 < mr; half++) {
-        __m256 acc[4][2];
+        __m256 acc[4][3];
         const float *ap = a + half * 4, *bp = b;
         int rows = mr - half * 4 < 4 ? mr - half * 4 : 4;
         float *c0 = c + (size_t)half * 4 * ldc;
-        for (i = 0; i < 4; i++) {
-            if (first || i >= rows) {
-                acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-            } else {
-                acc[i][0] = _mm256_maskload_ps(c0 + (size_t)i * ldc, m0);
-                acc[i][1] = _mm256_maskload_ps(c0 + (size_t)i * ldc + 8, m1);
-            }
-        }
+        for (i = 0; i < 4; i++)
+            for (v = 0; v < NB; v++)
+                acc[i][v] = (first || i >= rows) ? _mm256_setzero_ps() : _mm256_maskload_ps(c0 + (size_t)i * ldc + 8 * v, mask[v]);
         for (k = 0; k < kc; k++) {
-            __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), av;
-            av = _mm256_broadcast_ss(ap + 0); acc[0][0] = _mm256_fmadd_ps(av, b0, acc[0][0]); acc[0][1] = _mm256_fmadd_ps(av, b1, acc[0][1]);
-            av = _mm256_broadcast_ss(ap + 1); acc[1][0] = _mm256_fmadd_ps(av, b0, acc[1][0]); acc[1][1] = _mm256_fmadd_ps(av, b1, acc[1][1]);
-            av = _mm256_broadcast_ss(ap + 2); acc[2][0] = _mm256_fmadd_ps(av, b0, acc[2][0]); acc[2][1] = _mm256_fmadd_ps(av, b1, acc[2][1]);
-            av = _mm256_broadcast_ss(ap + 3); acc[3][0] = _mm256_fmadd_ps(av, b0, acc[3][0]); acc[3][1] = _mm256_fmadd_ps(av, b1, acc[3][1]);
+            __m256 bv[3], av;
+            for (v = 0; v < NB; v++) bv[v] = _mm256_loadu_ps(bp + 8 * v);
+            for (i = 0; i < 4; i++) {
+                av = _mm256_broadcast_ss(ap + i);
+                for (v = 0; v < NB; v++) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
+            }
             ap += 8;
-            bp += 16;
+            bp += 8 * NB;
         }
         for (i = 0; i < rows; i++) {
-            __m256 v0 = acc[i][0], v1 = acc[i][1];
             float *crow = c0 + (size_t)i * ldc;
-            if (last) {
-                if (bias) {
-                    __m256 bv = _mm256_set1_ps(bias[half * 4 + i]);
-                    v0 = _mm256_add_ps(v0, bv);
-                    v1 = _mm256_add_ps(v1, bv);
+            for (v = 0; v < NB; v++) {
+                __m256 x = acc[i][v];
+                if (last) {
+                    if (bias) x = _mm256_add_ps(x, _mm256_set1_ps(bias[half * 4 + i]));
+                    if (res) x = _mm256_add_ps(x, _mm256_maskload_ps(res + (size_t)(half * 4 + i) * ldc + 8 * v, mask[v]));
+                    if (relu) x = _mm256_max_ps(x, _mm256_setzero_ps());
                 }
-                if (res) {
-                    const float *rrow = res + (size_t)(half * 4 + i) * ldc;
-                    v0 = _mm256_add_ps(v0, _mm256_maskload_ps(rrow, m0));
-                    v1 = _mm256_add_ps(v1, _mm256_maskload_ps(rrow + 8, m1));
-                }
-                if (relu) {
-                    v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
-                    v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
-                }
+                _mm256_maskstore_ps(crow + 8 * v, mask[v], x);
             }
-            _mm256_maskstore_ps(crow, m0, v0);
-            _mm256_maskstore_ps(crow + 8, m1, v1);
         }
     }
+}
+IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
+                                        int first, int last, const float *bias, const float *res, int relu) {
+    imret__ukr_avx2_body(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu, 3);
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -1466,6 +1468,65 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
     }
 }
 
+#if IMRET__NEON
+/* aarch64 8 x 8 micro-kernel: 16 q-register accumulators, per k two B loads, two A loads and
+   16 lane FMAs (vfmaq_laneq_f32), within the 32 NEON registers. Partial tiles (nr < 8) go
+   through a small buffer. Tested under qemu-user (make test-arm); not timed on hardware. */
+static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr, int first,
+                            int last, const float *bias, const float *res, int relu) {
+    float32x4_t acc[8][2];
+    float tmp[8];
+    int k, i, j;
+    for (i = 0; i < 8; i++) {
+        if (first || i >= mr) {
+            acc[i][0] = acc[i][1] = vdupq_n_f32(0.0f);
+        } else {
+            for (j = 0; j < 8; j++) tmp[j] = j < nr ? c[(size_t)i * ldc + j] : 0.0f;
+            acc[i][0] = vld1q_f32(tmp);
+            acc[i][1] = vld1q_f32(tmp + 4);
+        }
+    }
+    for (k = 0; k < kc; k++) {
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
+#define IMRET__NFMA(row, av, lane)                                        \
+        acc[row][0] = vfmaq_laneq_f32(acc[row][0], b0, av, lane);        \
+        acc[row][1] = vfmaq_laneq_f32(acc[row][1], b1, av, lane)
+        IMRET__NFMA(0, a0, 0); IMRET__NFMA(1, a0, 1); IMRET__NFMA(2, a0, 2); IMRET__NFMA(3, a0, 3);
+        IMRET__NFMA(4, a1, 0); IMRET__NFMA(5, a1, 1); IMRET__NFMA(6, a1, 2); IMRET__NFMA(7, a1, 3);
+#undef IMRET__NFMA
+        a += 8;
+        b += 8;
+    }
+    for (i = 0; i < mr; i++) {
+        float32x4_t v0 = acc[i][0], v1 = acc[i][1];
+        float *crow = c + (size_t)i * ldc;
+        if (last) {
+            if (bias) {
+                v0 = vaddq_f32(v0, vdupq_n_f32(bias[i]));
+                v1 = vaddq_f32(v1, vdupq_n_f32(bias[i]));
+            }
+            if (res) {
+                for (j = 0; j < 8; j++) tmp[j] = j < nr ? res[(size_t)i * ldc + j] : 0.0f;
+                v0 = vaddq_f32(v0, vld1q_f32(tmp));
+                v1 = vaddq_f32(v1, vld1q_f32(tmp + 4));
+            }
+            if (relu) {
+                v0 = vmaxq_f32(v0, vdupq_n_f32(0.0f));
+                v1 = vmaxq_f32(v1, vdupq_n_f32(0.0f));
+            }
+        }
+        if (nr == 8) {
+            vst1q_f32(crow, v0);
+            vst1q_f32(crow + 4, v1);
+        } else {
+            vst1q_f32(tmp, v0);
+            vst1q_f32(tmp + 4, v1);
+            for (j = 0; j < nr; j++) crow[j] = tmp[j];
+        }
+    }
+}
+#endif /* IMRET__NEON */
+
 /* ======================================================================================
    [impl: kernels (Winograd)]
    Winograd F(4x4, 3x3) (Lavin & Gray 2016) for 3x3 stride-1 convolutions: a 4x4 output
@@ -1476,7 +1537,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
    - U is transformed per call from the packed 3x3 weights straight into the packed A layout
      [xi][panel][in][8] (162 multiply-adds per channel pair: cheap next to the GEMMs, and no
      load-time memory, which keeps the peak RSS of the model at its size);
-   - V is transformed per block of IMRET__WG_NT tiles into packed B panels [xi][panel][in][nr];
+   - V is transformed per block of ~32 tiles (whole nr panels) into packed B panels [xi][panel][in][nr];
    - the block's M [xi][out][tile] is transformed back with the fused epilogue.
    The transforms work on 8 lanes (8 output channels, or 8 tiles) so they compile to vector
    code; they are instantiated per ISA with the target attribute. Rounding: the constants
@@ -1484,13 +1545,9 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
    sum by ~1e-6..1e-5 x max|out| per layer (test_kernels, test_parity report it);
    imret_context_config.exact = 1 or IMRET_CONV=direct keeps every layer on the direct path.
    ====================================================================================== */
-#define IMRET__WG_NT 32 /* tiles per block (a multiple of every nr) */
+/* Tiles per block: whole panels of nr, about 32 (V and M of a 256-channel block fit in L2). */
+static int imret__wg_nt(int nr) { return nr >= 32 ? nr : 32 / nr * nr; }
 #define IMRET__WG_L8 for (l = 0; l < 8; l++)
-#if defined(__GNUC__) || defined(__clang__)
-#define IMRET__INLINE __inline__ __attribute__((always_inline))
-#else
-#define IMRET__INLINE
-#endif
 
 /* Output channel panels [p0, p1): U[xi][panel][ic][8] = G g G^T, xi = 6 * row + column. */
 static IMRET__INLINE void imret__wg_weights_body(const float *wp, int M, int IC, float *U, int p0, int p1) {
@@ -1644,7 +1701,7 @@ IMRET__WG_INSTANCES(avx2, IMRET__AVX2)
 /* Floats of a Winograd layer's workspace: U, then per thread the block's V and M. */
 static size_t imret__wg_u_floats(int M, int IC) { return (size_t)36 * ((size_t)(M + IMRET__MR - 1) / IMRET__MR * IMRET__MR) * IC; }
 static size_t imret__wg_thread_floats(int M, int IC, int nr) {
-    size_t ld = ((size_t)IMRET__WG_NT + nr - 1) / nr * nr;
+    size_t ld = (size_t)imret__wg_nt(nr);
     return (size_t)36 * ld * ((size_t)IC + M);
 }
 
@@ -1656,7 +1713,7 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
                                  const float *in, float *out, const imret__epilogue *ep, float *U, float *ws, int threads) {
     int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2, tiles_x = (ow + 3) / 4, nr = kern->nr, chunks = 1;
     int panels = (M + IMRET__MR - 1) / IMRET__MR;
-    long T = (long)tiles_x * ((oh + 3) / 4), nblocks = (T + IMRET__WG_NT - 1) / IMRET__WG_NT, tiles, t;
+    long NT = imret__wg_nt(nr), T = (long)tiles_x * ((oh + 3) / 4), nblocks = (T + NT - 1) / NT, tiles, t;
     int p;
     (void)threads;
 #if IMRET__OMP
@@ -1674,9 +1731,9 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
 #else
         float *V = ws;
 #endif
-        long t0 = (t / chunks) * IMRET__WG_NT;
+        long t0 = (t / chunks) * NT;
         int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
-        int nt = T - t0 < IMRET__WG_NT ? (int)(T - t0) : IMRET__WG_NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q, j;
+        int nt = T - t0 < NT ? (int)(T - t0) : (int)NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q, j;
         float *Mb = V + (size_t)36 * ldm * IC;
         kern->wg_input(in, IC, h, w, pad, tiles_x, t0, nt, nr, V);
         for (xi = 0; xi < 36; xi++)
@@ -1701,12 +1758,15 @@ static imret__kernels imret__kernels_for(imret_simd level) {
     k.wg_output = imret__wg_output_generic;
 #if IMRET__X86
     if (k.level == IMRET_SIMD_AVX512) { k.nr = 32; k.ukr = imret__ukr_avx512; }
-    else if (k.level == IMRET_SIMD_AVX2) { k.nr = 16; k.ukr = imret__ukr_avx2; }
+    else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; }
     if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both */
         k.wg_weights = imret__wg_weights_avx2;
         k.wg_input = imret__wg_input_avx2;
         k.wg_output = imret__wg_output_avx2;
     }
+#endif
+#if IMRET__NEON
+    if (k.level == IMRET_SIMD_NEON) { k.nr = 8; k.ukr = imret__ukr_neon; } /* transforms: generic (NEON is baseline) */
 #endif
     return k;
 }
