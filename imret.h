@@ -1384,7 +1384,7 @@ IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
    panels pad more). */
 IMRET__AVX2 static IMRET__INLINE void imret__ukr_avx2_body(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
                                                            int nr, int first, int last, const float *bias, const float *res,
-                                                           int relu, const int NB) {
+                                                           int relu, const int NB) { /* B rows stay 24 apart */
     __m256i mask[3];
     int half, k, i, v;
     for (v = 0; v < NB; v++) mask[v] = imret__mask8(nr - 8 * v);
@@ -1404,7 +1404,7 @@ IMRET__AVX2 static IMRET__INLINE void imret__ukr_avx2_body(int kc, const float *
                 for (v = 0; v < NB; v++) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
             }
             ap += 8;
-            bp += 8 * NB;
+            bp += 24;
         }
         for (i = 0; i < rows; i++) {
             float *crow = c0 + (size_t)i * ldc;
@@ -1420,9 +1420,13 @@ IMRET__AVX2 static IMRET__INLINE void imret__ukr_avx2_body(int kc, const float *
         }
     }
 }
+/* A partial panel (the last columns of a layer, e.g. 49 = 24 + 24 + 1 pixels at 7x7) runs
+   only the ymm columns it has. */
 IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
                                         int first, int last, const float *bias, const float *res, int relu) {
-    imret__ukr_avx2_body(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu, 3);
+    if (nr > 16) imret__ukr_avx2_body(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu, 3);
+    else if (nr > 8) imret__ukr_avx2_body(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu, 2);
+    else imret__ukr_avx2_body(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu, 1);
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -1740,9 +1744,11 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
             for (q = p0; q < p1; q++) {
                 int mr = M - q * IMRET__MR < IMRET__MR ? M - q * IMRET__MR : IMRET__MR;
                 const float *a = U + ((size_t)xi * panels + q) * IMRET__MR * IC;
-                for (j = 0; j < npan; j++)
+                for (j = 0; j < npan; j++) { /* the columns of the block's tiles, in whole groups of 8 */
+                    int cols = (nt - j * nr + 7) / 8 * 8;
                     kern->ukr(IC, a, V + ((size_t)xi * npan + j) * IC * nr, Mb + ((size_t)xi * M + q * IMRET__MR) * ldm + j * nr,
-                              (size_t)ldm, mr, nr, 1, 1, NULL, NULL, 0);
+                              (size_t)ldm, mr, cols < nr ? cols : nr, 1, 1, NULL, NULL, 0);
+                }
             }
         kern->wg_output(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, p0 * IMRET__MR, p1 * IMRET__MR < M ? p1 * IMRET__MR : M);
     }
