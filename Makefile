@@ -21,7 +21,7 @@ EXAMPLES := $(BUILD)/classify
 TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_image test_classify test_desc \
               test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash)
 
-.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index eval clean help
+.PHONY: all examples test test-asan test-ubsan test-quick test-arm weights refs bench bench-index eval clean help
 all: examples
 
 help:
@@ -30,6 +30,7 @@ help:
 	@echo "make test         generate references (PyTorch, TF.js), build and run every test"
 	@echo "make test-asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-ubsan   alias of test-asan (both sanitizers run together)"
+	@echo "make test-arm     kernel + parity tests cross-compiled for aarch64 (NEON) under qemu-user"
 	@echo "make bench        benchmarks (see README, Performance)"
 	@echo "make eval         retrieval quality on ../shared/data (mAP, N-S, duplicate recall, hash sizes)"
 	@echo "make clean        remove build/ (weights and references stay)"
@@ -71,6 +72,23 @@ test-asan test-ubsan: weights $(REFS)
 	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" NO_OMP=1 $(addprefix build-asan/,$(notdir $(TESTS) $(EXAMPLES)))
 	ASAN_OPTIONS=detect_leaks=1 IMRET_SANITIZED=1 sh tests/run_tests.sh build-asan
 
+# aarch64: cross-compile the kernel and parity tests and run them under qemu-user, so the NEON
+# micro-kernel and the Winograd transforms are tested on this x86 machine (Debian packages
+# gcc-aarch64-linux-gnu qemu-user). Not part of `make test` (see README for its run time).
+ARM_CC   ?= aarch64-linux-gnu-gcc
+ARM_RUN  ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
+ARM_B    := build-arm
+ARM_PARITY := resnet18 resnet50 vgg11_bn
+test-arm:  # needs tests/data from `make refs` and weights/resnet50.imw
+	mkdir -p $(ARM_B)
+	$(ARM_CC) -std=c99 -D_DEFAULT_SOURCE $(CPPFLAGS) -O2 $(WARN) -Werror -fopenmp tests/test_kernels.c -o $(ARM_B)/test_kernels $(LDLIBS)
+	$(ARM_CC) -std=c99 -D_DEFAULT_SOURCE $(CPPFLAGS) -O2 $(WARN) -Werror -fopenmp tests/test_parity.c -o $(ARM_B)/test_parity $(LDLIBS)
+	$(ARM_RUN) $(ARM_B)/test_kernels
+	for a in $(ARM_PARITY); do $(ARM_RUN) $(ARM_B)/test_parity tests/data/$$a.imw tests/data/$${a}_64x64.ref.imw tests/data/$${a}_97x131.ref.imw || exit 1; done
+	IMRET_CONV=winograd $(ARM_RUN) $(ARM_B)/test_parity tests/data/vgg16.imw tests/data/vgg16_97x131.ref.imw
+	IMRET_SIMD=scalar $(ARM_RUN) $(ARM_B)/test_parity tests/data/resnet18.imw tests/data/resnet18_97x131.ref.imw
+	$(ARM_RUN) $(ARM_B)/test_parity weights/resnet50.imw tests/data/default_*.ref.imw
+
 include bench/Makefile.inc
 
 $(BUILD)/bench_index: bench/bench_index.c imret.h | $(BUILD)
@@ -106,4 +124,4 @@ eval: weights $(EVAL)
 	$(EVAL) --size 224 --invariant $(BUILD)/edits $(BUILD)/edits/groundtruth.tsv
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan $(ARM_B)
