@@ -8,6 +8,7 @@ CPPFLAGS += -I. -I$(STB)
 LDLIBS   += -lm
 PYTHON   ?= /usr/bin/python3
 BUILD    := build
+THREAD_IMAGES := $(addprefix ../shared/data/imagehash/forest/forest-,high.jpg low.jpg thumb.jpg cropped.jpg)
 
 # OpenMP: detected; NO_OMP=1 disables it.
 ifeq ($(NO_OMP),)
@@ -19,9 +20,12 @@ SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 
 EXAMPLES := $(BUILD)/classify
 TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_image test_classify test_desc \
-              test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash)
+              test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash \
+              test_limits test_alloc_fail test_threads test_disk_full \
+              fuzz_replay_model fuzz_replay_desc fuzz_replay_index fuzz_replay_image fuzz_replay_faiss)
 
-.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help
+.PHONY: all examples test test-asan test-ubsan test-tsan test-quick weights refs bench bench-index clean help \
+        fuzz fuzz-build fuzz-smoke
 all: examples
 
 help:
@@ -30,6 +34,8 @@ help:
 	@echo "make test         generate references (PyTorch, TF.js), build and run every test"
 	@echo "make test-asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-ubsan   alias of test-asan (both sanitizers run together)"
+	@echo "make test-tsan    thread-safety test (and the suite) under ThreadSanitizer, pthreads, no OpenMP"
+	@echo "make fuzz         libFuzzer harnesses (clang), FUZZ_SECONDS=600 each; make fuzz-smoke: 20 s each"
 	@echo "make bench        benchmarks (see README, Performance)"
 	@echo "make clean        remove build/ (weights and references stay)"
 	@echo "options: NO_OMP=1 (no OpenMP), CFLAGS=..., PYTHON=/usr/bin/python3, STB=/usr/include/stb"
@@ -65,7 +71,17 @@ test-asan test-ubsan: weights refs
 	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" NO_OMP=1 $(addprefix build-asan/,$(notdir $(TESTS) $(EXAMPLES)))
 	ASAN_OPTIONS=detect_leaks=1 IMRET_SANITIZED=1 sh tests/run_tests.sh build-asan
 
+# ThreadSanitizer: OpenMP off (libgomp is not TSan-instrumented and gives false reports);
+# the threads are the test's own pthreads, each with its own context, sharing model and index.
+TSAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+TSAN_TESTS := test_threads
+test-tsan: weights
+	$(MAKE) BUILD=build-tsan CFLAGS="$(TSAN_FLAGS)" NO_OMP=1 $(addprefix build-tsan/,$(TSAN_TESTS))
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" sh -c 'set -e; \
+	  build-tsan/test_threads weights/resnet50.imw $(THREAD_IMAGES)'
+
 include bench/Makefile.inc
+include tests/fuzz/Makefile.inc
 
 $(BUILD)/bench_index: bench/bench_index.c imret.h | $(BUILD)
 	$(CC) $(CPPFLAGS) -O2 $(OMP) $< -o $@ $(LDLIBS)
@@ -76,4 +92,4 @@ bench-index: $(BUILD)/bench_index
 bench: bench-forward bench-index
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz
