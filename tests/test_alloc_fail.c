@@ -21,14 +21,16 @@ typedef struct scenario {
     imret_result (*run)(void *);
     int (*ok)(void *); /* 1 = result as expected; must free the result */
     void *arg;
+    size_t input_size; /* bytes of the file the scenario reads (0 = none) */
 } scenario;
 
 static void inject(const scenario *s) {
-    size_t total, n, errors = 0, oom = 0, tolerated = 0, base = hook_blocks;
+    size_t total, n, errors = 0, oom = 0, tolerated = 0, base = hook_blocks, peak, live0 = hook_live;
     imret_result rc;
     hook_reset(0);
     rc = s->run(s->arg);
     total = hook_calls;
+    peak = hook_peak - live0;
     CHECK(rc == IMRET_OK && s->ok(s->arg), "%s: the run without failures failed", s->name);
     CHECK(hook_blocks == base, "%s: %ld blocks leaked by a successful run", s->name, (long)(hook_blocks - base));
     for (n = 1; n <= total; n++) {
@@ -49,8 +51,9 @@ static void inject(const scenario *s) {
             break;
         }
     }
-    printf("  %-34s %4lu allocations: %4lu failed with an error (%lu OUT_OF_MEMORY), %lu tolerated with the right result\n", s->name,
-           (unsigned long)total, (unsigned long)errors, (unsigned long)oom, (unsigned long)tolerated);
+    printf("  %-32s %4lu allocations (peak %9lu bytes for %8lu input bytes): %4lu failed with an error (%lu OUT_OF_MEMORY), %lu tolerated\n",
+           s->name, (unsigned long)total, (unsigned long)peak, (unsigned long)s->input_size, (unsigned long)errors, (unsigned long)oom,
+           (unsigned long)tolerated);
 }
 
 /* ---- model ---- */
@@ -239,13 +242,13 @@ int main(int argc, char **argv) {
           "reference results implausible (query 7 = entry id 35 must be its own best hit)");
 
     i = 0;
-    sc[i].name = "model load (resnet18)"; sc[i].run = run_model; sc[i].ok = ok_model; sc[i++].arg = NULL;
-    sc[i].name = "decode+preprocess+forward+pool"; sc[i].run = run_describe; sc[i].ok = ok_describe; sc[i++].arg = NULL;
-    sc[i].name = "index load"; sc[i].run = run_index_load; sc[i].ok = ok_index_load; sc[i++].arg = NULL;
-    sc[i].name = "index search/range/dedup/MIH"; sc[i].run = run_search; sc[i].ok = ok_search; sc[i++].arg = NULL;
-    sc[i].name = "whitening load"; sc[i].run = run_wload; sc[i].ok = ok_wload; sc[i++].arg = NULL;
-    sc[i].name = "hash load"; sc[i].run = run_hload; sc[i].ok = ok_hload; sc[i++].arg = NULL;
-    sc[i].name = "FAISS import"; sc[i].run = run_faiss; sc[i].ok = ok_faiss; sc[i++].arg = NULL;
+    sc[i].name = "model load (resnet18)"; sc[i].run = run_model; sc[i].ok = ok_model; sc[i].input_size = model_size; sc[i++].arg = NULL;
+    sc[i].name = "decode+preprocess+forward+pool"; sc[i].run = run_describe; sc[i].ok = ok_describe; sc[i].input_size = image_size; sc[i++].arg = NULL;
+    sc[i].name = "index load"; sc[i].run = run_index_load; sc[i].ok = ok_index_load; sc[i].input_size = index_size; sc[i++].arg = NULL;
+    sc[i].name = "index search/range/dedup/MIH"; sc[i].run = run_search; sc[i].ok = ok_search; sc[i].input_size = index_size; sc[i++].arg = NULL;
+    sc[i].name = "whitening load"; sc[i].run = run_wload; sc[i].ok = ok_wload; sc[i].input_size = wsize; sc[i++].arg = NULL;
+    sc[i].name = "hash load"; sc[i].run = run_hload; sc[i].ok = ok_hload; sc[i].input_size = hsize; sc[i++].arg = NULL;
+    sc[i].name = "FAISS import"; sc[i].run = run_faiss; sc[i].ok = ok_faiss; sc[i].input_size = fsize; sc[i++].arg = NULL;
     printf("allocation failure injection (fail allocation N for every N):\n");
     while (i-- > 0) inject(&sc[6 - i]);
     imret_index_destroy(index_);

@@ -66,9 +66,14 @@ static void exercise(imret_index *idx, const uint8_t *d, size_t n) {
 
 static void load(const uint8_t *d, size_t n) {
     imret_index *idx = NULL;
+    imret_index_config cfg;
     if (imret_index_load_memory(d, n, NULL, &idx) == IMRET_OK) {
         exercise(idx, d, n);
-        if (imret_index_count(idx) >= 2 && imret_index_build_mih(idx, 0) == IMRET_OK) exercise(idx, d, n);
+        /* MIH tables cost O(bits x entries) to build: linear in the file, but 65536-bit codes
+           made this harness 20x slower; up to 1024 bits covers every table shape */
+        if (imret_index_count(idx) >= 2 && imret_index_get_config(idx, &cfg) == IMRET_OK && cfg.bits <= 1024 &&
+            imret_index_build_mih(idx, 0) == IMRET_OK)
+            exercise(idx, d, n);
         imret_index_destroy(idx);
     } else if (!imret_last_error()[0]) {
         abort();
