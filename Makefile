@@ -8,6 +8,7 @@ CPPFLAGS += -I. -I$(STB)
 LDLIBS   += -lm
 PYTHON   ?= /usr/bin/python3
 BUILD    := build
+THREAD_IMAGES := $(addprefix ../shared/data/imagehash/forest/forest-,high.jpg low.jpg thumb.jpg cropped.jpg)
 
 # OpenMP: detected; NO_OMP=1 disables it.
 ifeq ($(NO_OMP),)
@@ -19,9 +20,11 @@ SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 
 EXAMPLES := $(BUILD)/classify
 TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_image test_classify test_desc \
-              test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash)
+              test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash \
+              test_limits test_alloc_fail test_threads test_disk_full \
+              fuzz_replay_model fuzz_replay_desc fuzz_replay_index fuzz_replay_image fuzz_replay_faiss)
 
-.PHONY: all examples test test-asan test-ubsan test-quick test-arm weights refs bench bench-index eval clean help
+.PHONY: all examples test test-asan test-ubsan test-tsan test-quick test-arm weights refs bench bench-index eval clean help fuzz fuzz-build fuzz-smoke
 all: examples
 
 help:
@@ -31,6 +34,8 @@ help:
 	@echo "make test-asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-ubsan   alias of test-asan (both sanitizers run together)"
 	@echo "make test-arm     kernel + parity tests cross-compiled for aarch64 (NEON) under qemu-user"
+	@echo "make test-tsan    thread-safety test (and the suite) under ThreadSanitizer, pthreads, no OpenMP"
+	@echo "make fuzz         libFuzzer harnesses (clang), FUZZ_SECONDS=600 each; make fuzz-smoke: 20 s each"
 	@echo "make bench        benchmarks (see README, Performance)"
 	@echo "make eval         retrieval quality on ../shared/data (mAP, N-S, duplicate recall, hash sizes)"
 	@echo "make clean        remove build/ (weights and references stay)"
@@ -88,8 +93,17 @@ test-arm:  # needs tests/data from `make refs` and weights/resnet50.imw
 	IMRET_CONV=winograd $(ARM_RUN) $(ARM_B)/test_parity tests/data/vgg16.imw tests/data/vgg16_97x131.ref.imw
 	IMRET_SIMD=scalar $(ARM_RUN) $(ARM_B)/test_parity tests/data/resnet18.imw tests/data/resnet18_97x131.ref.imw
 	$(ARM_RUN) $(ARM_B)/test_parity weights/resnet50.imw tests/data/default_*.ref.imw
+# ThreadSanitizer: OpenMP off (libgomp is not TSan-instrumented and gives false reports);
+# the threads are the test's own pthreads, each with its own context, sharing model and index.
+TSAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+TSAN_TESTS := test_threads
+test-tsan: weights
+	$(MAKE) BUILD=build-tsan CFLAGS="$(TSAN_FLAGS)" NO_OMP=1 $(addprefix build-tsan/,$(TSAN_TESTS))
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" sh -c 'set -e; \
+	  build-tsan/test_threads weights/resnet50.imw $(THREAD_IMAGES)'
 
 include bench/Makefile.inc
+include tests/fuzz/Makefile.inc
 
 $(BUILD)/bench_index: bench/bench_index.c imret.h | $(BUILD)
 	$(CC) $(CPPFLAGS) -O2 $(OMP) $< -o $@ $(LDLIBS)
@@ -124,4 +138,4 @@ eval: weights $(EVAL)
 	$(EVAL) --size 224 --invariant $(BUILD)/edits $(BUILD)/edits/groundtruth.tsv
 
 clean:
-	rm -rf $(BUILD) build-asan $(ARM_B)
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz $(ARM_B)

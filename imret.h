@@ -739,6 +739,9 @@ IMRET_API imret_result imret_index_export_faiss(const imret_index *idx, imret_me
 IMRET_API imret_result imret_index_import_faiss(const char *path, const imret_index_config *cfg, const uint64_t *ids,
                                                 imret_index **out);
 #endif
+/* Import from a FAISS file already in memory (the bytes are copied into the new index). */
+IMRET_API imret_result imret_index_import_faiss_memory(const void *data, size_t size, const imret_index_config *cfg,
+                                                       const uint64_t *ids, imret_index **out);
 
 #ifdef __cplusplus
 }
@@ -895,12 +898,28 @@ static IMRET__UNUSED void imret__wr32(uint8_t *p, uint32_t v) {
 static IMRET__UNUSED void imret__wr64(uint8_t *p, uint64_t v) { imret__wr32(p, (uint32_t)v); imret__wr32(p + 4, (uint32_t)(v >> 32)); }
 
 /* CRC-32 (zlib / ISO-HDLC polynomial, reflected 0xEDB88320), slicing-by-4 tables built on
-   first use. crc = imret__crc32(0, data, n) matches Python's zlib.crc32(data). */
+   first use. crc = imret__crc32(0, data, n) matches Python's zlib.crc32(data).
+   Thread safety: the first caller to claim the tables (state 0 -> 1) builds them and
+   publishes them (state 2, release); callers that find them not yet published use the
+   bitwise loop, so no thread ever reads a table another is writing (ThreadSanitizer-clean). */
 static uint32_t imret__crc_table[4][256];
-static volatile int imret__crc_ready;
-static void imret__crc_init(void) {
+#if defined(__GNUC__) || defined(__clang__)
+static int imret__crc_state; /* 0 none, 1 being built, 2 ready */
+#define IMRET__CRC_READY() (__atomic_load_n(&imret__crc_state, __ATOMIC_ACQUIRE) == 2)
+#define IMRET__CRC_CLAIM() __atomic_compare_exchange_n(&imret__crc_state, &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+#define IMRET__CRC_PUBLISH() __atomic_store_n(&imret__crc_state, 2, __ATOMIC_RELEASE)
+#else /* other compilers: a racing second build writes the same values */
+static volatile int imret__crc_state;
+#define IMRET__CRC_READY() (imret__crc_state == 2)
+#define IMRET__CRC_CLAIM() (imret__crc_state == 0 ? (imret__crc_state = 1) : 0)
+#define IMRET__CRC_PUBLISH() (imret__crc_state = 2)
+#endif
+static int imret__crc_init(void) {
     uint32_t i, j, c;
-    if (imret__crc_ready) return;
+    int expected = 0;
+    (void)expected;
+    if (IMRET__CRC_READY()) return 1;
+    if (!IMRET__CRC_CLAIM()) return 0;
     for (i = 0; i < 256; i++) {
         c = i;
         for (j = 0; j < 8; j++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
@@ -909,12 +928,18 @@ static void imret__crc_init(void) {
     for (i = 0; i < 256; i++)
         for (j = 1; j < 4; j++)
             imret__crc_table[j][i] = imret__crc_table[0][imret__crc_table[j - 1][i] & 0xff] ^ (imret__crc_table[j - 1][i] >> 8);
-    imret__crc_ready = 1; /* tables are deterministic, so a racing second init is harmless */
+    IMRET__CRC_PUBLISH();
+    return 1;
 }
 static uint32_t imret__crc32(uint32_t crc, const void *data, size_t n) {
     const uint8_t *p = (const uint8_t *)data;
-    imret__crc_init();
     crc = ~crc;
+    if (!imret__crc_init()) { /* another thread is building the tables */
+        int k;
+        while (n--)
+            for (crc ^= *p++, k = 0; k < 8; k++) crc = (crc & 1) ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
+        return ~crc;
+    }
     while (n >= 4) {
         crc ^= imret__rd32(p);
         crc = imret__crc_table[3][crc & 0xff] ^ imret__crc_table[2][(crc >> 8) & 0xff] ^
@@ -3106,6 +3131,43 @@ IMRET_DEF int imret_jpeg_orientation(const void *data, size_t size) {
     return 1;
 }
 
+/* Inputs that crash the stb_image 2.27 Debian ships (fixed upstream in 2.28), refused before
+   it sees them; found by tests/fuzz/fuzz_image.c, each with a reproducer in
+   tests/fuzz/regressions/image/. Returns NULL or the reason.
+   - JPEG DHT tables whose 16 code-length counts sum past 256 overflow stbi__huffman's
+     size[257] / values[256] (stb issue #1289). Tables can follow any scan (progressive
+     files), so every marker segment of the file is visited, skipping entropy-coded data. */
+static const char *imret__stb_guard(const uint8_t *p, size_t size) {
+    size_t pos = 2;
+    if (size < 4 || p[0] != 0xFF || p[1] != 0xD8) return NULL;
+    while (pos + 4 <= size) {
+        uint8_t marker;
+        size_t len;
+        if (p[pos] != 0xFF) { /* entropy-coded data: skip to the next real marker */
+            pos++;
+            continue;
+        }
+        marker = p[pos + 1];
+        if (marker == 0xFF || marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) { pos += marker == 0xFF ? 1 : 2; continue; }
+        if (marker == 0xD9) return NULL;
+        len = (size_t)p[pos + 2] << 8 | p[pos + 3];
+        if (marker == 0xC4) { /* DHT: tables of 1 + 16 + n bytes read exactly as stb does: while
+                                 the segment length says more follows, bytes past the end as 0 */
+            long left = (long)len - 2;
+            size_t t = pos + 4;
+            while (left > 0 && t < size) {
+                size_t n = 0, i;
+                for (i = 0; i < 16; i++) n += t + 1 + i < size ? p[t + 1 + i] : 0;
+                if (n > 256) return "JPEG Huffman table with more than 256 codes";
+                t += 17 + n;
+                left -= 17 + (long)n;
+            }
+        }
+        pos += 2 + len;
+    }
+    return NULL;
+}
+
 IMRET_DEF imret_result imret_image_orient(imret_image *img, int orientation) {
     int w, h, c, ow, oh, x, y, k;
     uint8_t *dst;
@@ -3161,6 +3223,10 @@ IMRET_DEF imret_result imret_image_load_memory(const void *data, size_t size, co
             return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: PNG header declares %lux%lu pixels, over the limit of %lu pixels",
                                (unsigned long)pw, (unsigned long)ph, (unsigned long)cfg->max_pixels);
     }
+    {
+        const char *bad = imret__stb_guard((const uint8_t *)data, size);
+        if (bad) return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: corrupt file (%s)", bad);
+    }
     if (!stbi_info_from_memory((const stbi_uc *)data, (int)size, &w, &h, &comp)) {
         const char *why = stbi_failure_reason();
         if (why && strstr(why, "large"))
@@ -3171,7 +3237,12 @@ IMRET_DEF imret_result imret_image_load_memory(const void *data, size_t size, co
         return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: %dx%d pixels exceeds the limit of %lu pixels", w, h,
                            (unsigned long)cfg->max_pixels);
     px = stbi_load_from_memory((const stbi_uc *)data, (int)size, &w, &h, &comp, comp == 2 ? 4 : 0);
-    if (!px) return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: decoding failed (%s)", stbi_failure_reason());
+    if (!px) {
+        const char *why = stbi_failure_reason();
+        if (why && (strstr(why, "Out of memory") || strstr(why, "outofmem"))) /* STBI_FAILURE_USERMSG or not */
+            return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "image: out of memory decoding %dx%d pixels", w, h);
+        return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: decoding failed (%s)", why ? why : "unknown");
+    }
     out->width = w;
     out->height = h;
     out->channels = comp == 2 ? 4 : comp;
@@ -3260,7 +3331,7 @@ IMRET_DEF imret_result imret_preprocess(const imret_model *model, const imret_im
     if ((w < h ? w : h) * scale < cfg->min_side) scale = (double)cfg->min_side / (w < h ? w : h);
     nw = imret__round_pos(w * scale);
     nh = imret__round_pos(h * scale);
-    if ((nw < h ? nw : nh) < cfg->min_side) { /* rounding: keep the shorter side >= min_side */
+    if ((nw < nh ? nw : nh) < cfg->min_side) { /* rounding: keep the shorter side >= min_side */
         if (nw < nh) nw = cfg->min_side; else nh = cfg->min_side;
     }
     if (nw > 16384 || nh > 16384)
@@ -7314,33 +7385,34 @@ IMRET_DEF imret_result imret_index_export_faiss(const imret_index *idx, imret_me
     return rc;
 }
 
-IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_index_config *cfg, const uint64_t *ids,
-                                                imret_index **out) {
+#endif /* IMRET_NO_STDIO */
+
+IMRET_DEF imret_result imret_index_import_faiss_memory(const void *data_, size_t size, const imret_index_config *cfg,
+                                                       const uint64_t *ids, imret_index **out) {
+    const uint8_t *data = (const uint8_t *)data_;
     imret_index_config c = cfg ? *cfg : imret_index_config_init();
-    uint8_t *data = NULL;
-    size_t size = 0, n, d, per, hdr, i, j;
-    int mapped = 1, binary;
+    size_t n, d, per, hdr, i, j;
+    int binary;
     imret_result rc;
     imret_index *idx = NULL;
     float *v = NULL;
     uint64_t *code = NULL;
     if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: out is NULL");
     *out = NULL;
-    if (!path) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: path is NULL");
-    if ((rc = imret__read_file(path, SIZE_MAX, "faiss index", &data, &size, &mapped)) != IMRET_OK) return rc;
+    if (!data && size) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: data is NULL");
 #define IMRET__FX(...) do { rc = imret__fail(IMRET_ERROR_FORMAT, __VA_ARGS__); goto done; } while (0)
-    if (size < 4) IMRET__FX("faiss index %s: %lu bytes", path, (unsigned long)size);
+    if (size < 4) IMRET__FX("faiss index: %lu bytes", (unsigned long)size);
     binary = !memcmp(data, "IBxF", 4);
     if (!binary && memcmp(data, "IxFI", 4) != 0)
-        IMRET__FX("faiss index %s: fourcc '%.4s' is neither IxFI (IndexFlatIP) nor IBxF (IndexBinaryFlat)", path, (const char *)data);
+        IMRET__FX("faiss index: fourcc '%.4s' is neither IxFI (IndexFlatIP) nor IBxF (IndexBinaryFlat)", (const char *)data);
     hdr = binary ? 33 : 45;
-    if (size < hdr) IMRET__FX("faiss index %s: header truncated (%lu bytes)", path, (unsigned long)size);
+    if (size < hdr) IMRET__FX("faiss index: header truncated (%lu bytes)", (unsigned long)size);
     if (binary) {
         uint32_t bits = imret__rd32(data + 4), cs = imret__rd32(data + 8);
         uint64_t nt = imret__rd64(data + 12), nb = imret__rd64(data + 25);
-        if (bits == 0 || bits > IMRET_INDEX_MAX_BITS || bits % 8 || cs != bits / 8) IMRET__FX("faiss index %s: d=%u code_size=%u", path, bits, cs);
-        if (data[20] != 1 || imret__rd32(data + 21) != 1) IMRET__FX("faiss index %s: not a trained Hamming index", path);
-        if (nt > size || nb != nt * cs || nb != size - hdr) IMRET__FX("faiss index %s: %llu codes of %u bytes do not fill %lu bytes", path, (unsigned long long)nt, cs, (unsigned long)size);
+        if (bits == 0 || bits > IMRET_INDEX_MAX_BITS || bits % 8 || cs != bits / 8) IMRET__FX("faiss index: d=%u code_size=%u", bits, cs);
+        if (data[20] != 1 || imret__rd32(data + 21) != 1) IMRET__FX("faiss index: not a trained Hamming index");
+        if (nt > size || nb != nt * cs || nb != size - hdr) IMRET__FX("faiss index: %llu codes of %u bytes do not fill %lu bytes", (unsigned long long)nt, cs, (unsigned long)size);
         n = (size_t)nt;
         per = cs;
         c.bits = bits;
@@ -7348,10 +7420,10 @@ IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_in
     } else {
         uint32_t dim = imret__rd32(data + 4);
         uint64_t nt = imret__rd64(data + 8), nf = imret__rd64(data + 37);
-        if (dim == 0 || dim > IMRET_INDEX_MAX_DIM) IMRET__FX("faiss index %s: d=%u", path, dim);
-        if (imret__rd32(data + 33) != 0) IMRET__FX("faiss index %s: metric %u is not inner product", path, imret__rd32(data + 33));
+        if (dim == 0 || dim > IMRET_INDEX_MAX_DIM) IMRET__FX("faiss index: d=%u", dim);
+        if (imret__rd32(data + 33) != 0) IMRET__FX("faiss index: metric %u is not inner product", imret__rd32(data + 33));
         if (nt > size || nf != nt * dim || nf > (size - hdr) / 4 || nf * 4 != size - hdr)
-            IMRET__FX("faiss index %s: %llu vectors of %u floats do not fill %lu bytes", path, (unsigned long long)nt, dim, (unsigned long)size);
+            IMRET__FX("faiss index: %llu vectors of %u floats do not fill %lu bytes", (unsigned long long)nt, dim, (unsigned long)size);
         n = (size_t)nt;
         per = (size_t)dim * 4;
         c.dim = dim;
@@ -7362,7 +7434,7 @@ IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_in
     v = (float *)imret__calloc(c.dim ? c.dim : 1, sizeof(float));
     code = (uint64_t *)imret__calloc(c.bits ? (c.bits + 63) / 64 : 1, sizeof(uint64_t));
     if (!v || !code || !imret__idx_reserve(idx, n) || !imret__idx_table_reserve(idx, n)) {
-        rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "faiss index %s: out of memory", path);
+        rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "faiss index: out of memory for %lu entries", (unsigned long)n);
         goto done;
     }
     for (i = 0; i < n; i++) {
@@ -7379,7 +7451,7 @@ IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_in
         if ((rc = imret_index_add(idx, ids ? ids[i] : (uint64_t)i, NULL, binary ? NULL : v, binary ? code : NULL)) != IMRET_OK) {
             char tmp[512];
             snprintf(tmp, sizeof tmp, "%s", imret_last_error());
-            rc = imret__fail(rc == IMRET_ERROR_INVALID_ARGUMENT ? IMRET_ERROR_FORMAT : rc, "faiss index %s: entry %lu: %s", path, (unsigned long)i, tmp);
+            rc = imret__fail(rc == IMRET_ERROR_INVALID_ARGUMENT ? IMRET_ERROR_FORMAT : rc, "faiss index: entry %lu: %s", (unsigned long)i, tmp);
             goto done;
         }
     }
@@ -7389,7 +7461,27 @@ done:
     imret_index_destroy(idx);
     IMRET_FREE(v);
     IMRET_FREE(code);
+    return rc;
+}
+
+#ifndef IMRET_NO_STDIO
+IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_index_config *cfg, const uint64_t *ids,
+                                                imret_index **out) {
+    uint8_t *data = NULL;
+    size_t size = 0;
+    int mapped = 1;
+    imret_result rc;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: out is NULL");
+    *out = NULL;
+    if (!path) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: path is NULL");
+    if ((rc = imret__read_file(path, SIZE_MAX, "faiss index", &data, &size, &mapped)) != IMRET_OK) return rc;
+    rc = imret_index_import_faiss_memory(data, size, cfg, ids, out);
     imret__release_file(data, size, mapped);
+    if (rc != IMRET_OK) {
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", imret_last_error());
+        imret__fail(rc, "%s: %s", path, tmp);
+    }
     return rc;
 }
 #endif /* IMRET_NO_STDIO */

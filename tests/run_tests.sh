@@ -58,7 +58,22 @@ run "index-vs-numpy-faiss" "$B/test_index_ref" "$D/index_ref.bin"
 run "index-faiss-interop" "$B/test_index_faiss" "$B"
 run "index-crash-safety" "$B/test_index_crash" "$B"
 
-# 5d. Python converters and the Keras converter vs TF.js.
+# 5d. Robustness: resource limits, allocation failures, threads, failed writes, fuzz reproducers.
+run "resource-limits" "$B/test_limits" "$D/resnet18.imw"
+run "alloc-failure-injection" "$B/test_alloc_fail" "$D/resnet18.imw" ../shared/data/imagehash/forest/forest-thumb.jpg
+run "threads-vs-one-thread" "$B/test_threads" weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg \
+    ../shared/data/imagehash/forest/forest-low.jpg ../shared/data/imagehash/forest/forest-thumb.jpg
+run "disk-full-no-data-lost" "$B/test_disk_full" "$B"
+for t in model desc index image faiss; do
+    set -- tests/fuzz/regressions/$t/*
+    [ -e "$1" ] && run "fuzz-regressions-$t" "$B/fuzz_replay_$t" "$@"
+done
+# libFuzzer smoke (20 s per harness) where clang is installed; `make fuzz` runs them long.
+if [ -z "$IMRET_SANITIZED" ] && command -v "${FUZZ_CC:-clang}" > /dev/null 2>&1; then
+    run "fuzz-smoke" sh -c "${MAKE:-make} -s fuzz-build > /dev/null && sh tests/fuzz/run_fuzz.sh ${FUZZ_SMOKE_SECONDS:-20}"
+fi
+
+# 5e. Python converters and the Keras converter vs TF.js.
 [ -z "$IMRET_SANITIZED" ] && run "python-tools" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/test_tools.py
 [ -z "$IMRET_SANITIZED" ] && run "keras-converter-vs-tfjs" /usr/bin/python3 tests/check_keras_imw.py
 
