@@ -17,11 +17,11 @@ ALLFLAGS := $(CFLAGS) $(WARN) $(OMP)
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
-EXAMPLES := $(BUILD)/classify $(BUILD)/find_similar $(BUILD)/dedup_sprites
+EXAMPLES := $(BUILD)/classify $(BUILD)/find_similar $(BUILD)/dedup_sprites $(BUILD)/imret
 TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_image test_classify test_desc \
               test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash)
 
-PHONY_CLI := demo bench-e2e test-cli
+PHONY_CLI := demo bench-e2e
 .PHONY: all examples test $(PHONY_CLI) test-asan test-ubsan test-quick weights refs bench bench-index clean help
 all: imret examples
 
@@ -82,7 +82,7 @@ refs: weights
 	$(PYTHON) tests/ref_whiten.py
 	$(PYTHON) tests/ref_index.py
 
-test: weights refs $(TESTS) $(EXAMPLES)
+test: weights refs $(TESTS) $(EXAMPLES) imret
 	sh tests/run_tests.sh $(BUILD)
 
 test-asan test-ubsan: weights refs
@@ -97,7 +97,11 @@ $(BUILD)/bench_index: bench/bench_index.c imret.h | $(BUILD)
 bench-index: $(BUILD)/bench_index
 	$(BUILD)/bench_index $(BENCH_INDEX_ARGS)
 
-bench: bench-forward bench-index
+# end-to-end indexing throughput: ./imret index vs the same pipeline in PyTorch (2 threads)
+bench-e2e: imret weights
+	$(PYTHON) bench/bench_e2e.py $(BENCH_E2E_ARGS)
+
+bench: bench-forward bench-index bench-e2e
 
 clean:
 	rm -rf $(BUILD) build-asan

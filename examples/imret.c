@@ -161,17 +161,32 @@ static void scan_dir(const char *dir, item_list *out, seen_dirs *seen, int *unre
     free(names);
 }
 
-/* Scan the roots (folders or single files) into out; roots[] get their absolute forms.
-   Returns 0, or EXIT_RUNTIME with the message printed. */
+/* Replace roots[] by their absolute forms (malloc'ed: the caller frees them). Returns 0,
+   or EXIT_RUNTIME with the message printed and roots[] unchanged. */
+static int absolute_roots(char **roots, int nroots) {
+    int r;
+    for (r = 0; r < nroots; r++) {
+        char *abs = realpath(roots[r], NULL);
+        if (!abs) {
+            int err = fail("%s: %s", roots[r], strerror(errno));
+            while (r--) free(roots[r]);
+            return err;
+        }
+        roots[r] = abs;
+    }
+    return 0;
+}
+
+/* Scan the (absolute) roots, folders or single files, into out. Returns 0, or
+   EXIT_RUNTIME with the message printed. */
 static int scan_roots(char **roots, int nroots, item_list *out, int *unreadable) {
     seen_dirs seen;
     int r;
     memset(&seen, 0, sizeof seen);
     for (r = 0; r < nroots; r++) {
         struct stat st;
-        char *abs = realpath(roots[r], NULL);
-        if (!abs || stat(abs, &st) != 0) { free(abs); return fail("%s: %s", roots[r], strerror(errno)); }
-        roots[r] = abs;
+        const char *abs = roots[r];
+        if (stat(abs, &st) != 0) return fail("%s: %s", abs, strerror(errno));
         if (S_ISREG(st.st_mode)) { list_push(out, abs, &st); continue; }
         if (!S_ISDIR(st.st_mode)) return fail("%s: not a folder or a file", abs);
         if (seen.n == seen.cap) {
@@ -706,7 +721,7 @@ static int under_root(const char *path, char **roots, int nroots) {
 static int cmd_index(int argc, char **argv) {
     const char *out = NULL, *model_path = DEFAULT_MODEL, *white_path = NULL, *hash_path = NULL, *v;
     char **roots = (char **)xmalloc(argc * sizeof(char *)), text[512];
-    int nroots = 0, threads = default_threads(), a, unreadable = 0, rc, interrupted;
+    int nroots = 0, nabs = 0, threads = default_threads(), a, unreadable = 0, rc, interrupted;
     engine e;
     item_list files;
     imret_index *idx = NULL;
@@ -766,6 +781,8 @@ static int cmd_index(int argc, char **argv) {
         engine_free(&e);
         return rc;
     }
+    if ((rc = absolute_roots(roots, nroots)) != 0) goto done;
+    nabs = nroots;
     if ((rc = scan_roots(roots, nroots, &files, &unreadable)) != 0) goto done;
     /* which files are new or changed */
     map_build(&pm, old, nold);
@@ -829,6 +846,7 @@ done:
     free(old);
     imret_index_destroy(idx);
     engine_free(&e);
+    while (nabs) free(roots[--nabs]);
     free(roots);
     return rc;
 }
@@ -867,6 +885,7 @@ static int cmd_search(int argc, char **argv) {
     imret_index *idx = NULL;
     engine e;
     size_t i, j;
+    memset(&e, 0, sizeof e);
     for (a = 2; a < argc; a++) {
         if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) { fputs(HELP_SEARCH, stdout); free(q); return 0; }
         if (opt_val(argc, argv, &a, "-k", &v)) { if (!parse_int(v, 1, 100000, &k)) return usage_fail("search", "-k: 1..100000"); }
@@ -888,8 +907,41 @@ static int cmd_search(int argc, char **argv) {
     if (!nq) return usage_fail("search", "no query image given");
     if ((rc = open_index(file, model_path, white_path, hash_path, &idx, &e)) != 0) goto done;
     if (hamming && !e.s.bits) { rc = fail("%s holds no hash codes (make it with --bits or --hash)", file); goto done; }
-    g_tty = 0;
-    run_pool(&e.pl, q, (size_t)nq, threads, NULL, noop_consume, NULL);
+    { /* an indexed file that has not changed since: its stored vector; the others: described */
+        size_t nm = 0, ntodo = 0;
+        entry_meta *m = index_entries(idx, file, &nm);
+        path_map pm;
+        item *todo = (item *)xmalloc((size_t)nq * sizeof(item));
+        if (!m) { rc = EXIT_RUNTIME; free(todo); goto done; }
+        map_build(&pm, m, nm);
+        for (a = 0; a < nq; a++) {
+            char *abs = realpath(q[a].path, NULL);
+            struct stat st;
+            long o = abs && stat(abs, &st) == 0 ? map_find(&pm, abs) : -1;
+            if (o >= 0 && m[o].size == (uint64_t)st.st_size &&
+                m[o].mtime_ns == (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec) {
+                imret_index_entry en;
+                q[a].vec = (float *)xmalloc(e.pl.dim * sizeof(float));
+                imret_index_get_vector(idx, m[o].id, q[a].vec);
+                if (e.pl.words && imret_index_get(idx, m[o].id, &en) == IMRET_OK) {
+                    q[a].code = (uint64_t *)xmalloc(e.pl.words * sizeof(uint64_t));
+                    memcpy(q[a].code, en.code, e.pl.words * sizeof(uint64_t));
+                }
+                q[a].status = ST_DESCRIBED;
+                q[a].old = (int)o; /* marks "from the index" */
+            } else {
+                todo[ntodo++] = q[a];
+            }
+            free(abs);
+        }
+        g_tty = 0;
+        run_pool(&e.pl, todo, ntodo, threads, NULL, noop_consume, NULL);
+        for (a = 0, j = 0; a < nq; a++)
+            if (q[a].status == ST_PENDING) q[a] = todo[j++];
+        free(todo);
+        free(pm.slot);
+        free(m);
+    }
     if (json) printf("{\"index\": "), json_str(stdout, file), printf(", \"k\": %d, \"metric\": \"%s\", \"queries\": [", k, hamming ? "hamming" : "cosine");
     for (a = 0; a < nq; a++) {
         imret_index_hit *hits = (imret_index_hit *)xmalloc((size_t)k * sizeof *hits);
@@ -905,6 +957,7 @@ static int cmd_search(int argc, char **argv) {
         if (json) {
             printf("%s\n  {\"query\": ", a ? "," : "");
             json_str(stdout, q[a].path);
+            if (q[a].status == ST_DESCRIBED) printf(", \"from_index\": %s", q[a].old >= 0 ? "true" : "false");
             if (q[a].status != ST_DESCRIBED) printf(", \"error\": "), json_str(stdout, q[a].error ? q[a].error : "not processed");
             printf(", \"results\": [");
         } else if (q[a].status == ST_DESCRIBED) {
@@ -1125,6 +1178,9 @@ static int write_html(const char *path, const char *source, double thr, int inva
         fputs("</div></section>\n", f);
     }
     if (!ng) fputs("<p>No duplicates found.</p>\n", f);
+    /* for automated checks: how many thumbnails the browser decoded */
+    fputs("<script>window.addEventListener('load',function(){var n=0;document.querySelectorAll('img').forEach(function(i){"
+          "if(i.complete&&i.naturalWidth>0)n++;});document.body.setAttribute('data-images-decoded',n);});</script>\n", f);
     fputs("</body></html>\n", f);
     if (fclose(f) != 0) return fail("%s: write failed: %s", path, strerror(errno));
     return 0;
@@ -1133,7 +1189,7 @@ static int write_html(const char *path, const char *source, double thr, int inva
 static int cmd_dedup(int argc, char **argv) {
     const char *model_path = DEFAULT_MODEL, *html = NULL, *v, *thr_s = NULL;
     char **roots = (char **)xmalloc(argc * sizeof(char *));
-    int nroots = 0, threads = default_threads(), json = 0, invariant = 0, a, rc = 0, unreadable = 0, from_index = 0;
+    int nroots = 0, nabs = 0, threads = default_threads(), json = 0, invariant = 0, a, rc = 0, unreadable = 0, from_index = 0;
     double thr = 0;
     engine e;
     item_list files;
@@ -1197,6 +1253,8 @@ static int cmd_dedup(int argc, char **argv) {
         e.s.pooling = IMRET_POOL_GEM;
         e.s.gem_p = 3.0f;
         e.s.side = 224;
+        if ((rc = absolute_roots(roots, nroots)) != 0) goto done;
+        nabs = nroots;
         if ((rc = scan_roots(roots, nroots, &files, &unreadable)) != 0) goto done;
         if (!files.n) { rc = fail("%s: no files found", nroots == 1 ? roots[0] : "the given folders"); goto done; }
         if ((rc = engine_open(&e, model_path, NULL, NULL)) != 0) goto done;
@@ -1340,6 +1398,7 @@ done:
     imret_index_destroy(D.tidx);
     imret_index_destroy(src);
     engine_free(&e);
+    while (nabs) free(roots[--nabs]);
     free(roots);
     return rc;
 }

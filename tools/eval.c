@@ -16,7 +16,8 @@
    over the queries (each ranks the database without itself), the UKBench N-S score (4 =
    perfect: 1 + relevant among the top 3), and the near-duplicate recall at the
    zero-false-pair threshold (pairs with any relevance link are positives, every other pair
-   is negative; the threshold is the highest negative similarity). Descriptors are cached
+   is negative; the threshold is the highest negative similarity) with the lowest positive
+   similarity (min-pos: a threshold between the two finds every pair). Descriptors are cached
    per (set, model fingerprint, size, scales, transform), so re-running is cheap. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
@@ -189,9 +190,9 @@ int main(int argc, char **argv) {
            multiscale ? ", multi-scale" : "", invariant ? ", 8 transforms" : "");
     if (described) printf("described %d images in %.1f s: %.0f ms per image (%d threads)\n", described, t_img, 1e3 * t_img / described, ctx->threads);
     if (failed) printf("%d images could not be decoded: left out as queries, database entries and relevant images\n", failed);
-    printf("%-6s %8s %8s %12s\n", "pool", "mAP", "N-S", "dup-recall");
+    printf("%-6s %8s %8s %12s %8s\n", "pool", "mAP", "N-S", "dup-recall", "min-pos");
     for (p = 0; p < 4; p++) {
-        double map = 0, ns = 0, *sim = (double *)malloc(sizeof(double) * nimg), maxneg = -2;
+        double map = 0, ns = 0, *sim = (double *)malloc(sizeof(double) * nimg), maxneg = -2, minpos = 2;
         int *order = (int *)malloc(sizeof(int) * nimg), q, npos = 0, found = 0, nused = 0;
         for (q = 0; q < nq; q++) {
             int qi = qidx[q], n = 0, hits = 0, k, nr = 0;
@@ -228,11 +229,14 @@ int main(int argc, char **argv) {
                     if (linked) pos[npos++] = s;
                     else if (s > maxneg) maxneg = s;
                 }
-            for (i = 0; i < npos; i++) found += pos[i] > maxneg;
+            for (i = 0; i < npos; i++) {
+                found += pos[i] > maxneg;
+                if (pos[i] < minpos) minpos = pos[i];
+            }
             free(pos);
         }
-        printf("%-6s %8.2f %8.3f %7.1f%% @%.3f\n", imret_pooling_name(pools[p]), 100.0 * map / nused, ns / nused,
-               npos ? 100.0 * found / npos : 0.0, maxneg);
+        printf("%-6s %8.2f %8.3f %7.1f%% @%.3f %8.3f\n", imret_pooling_name(pools[p]), 100.0 * map / nused, ns / nused,
+               npos ? 100.0 * found / npos : 0.0, maxneg, minpos);
         free(sim);
         free(order);
     }
