@@ -32,7 +32,7 @@ help:
 	@echo "make test-asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make test-ubsan   alias of test-asan (both sanitizers run together)"
 	@echo "make bench        benchmarks (see README, Performance)"
-	@echo "make demo         ./imret index + search + dedup --html on ../shared/data (when present)"
+	@echo "make demo         ./imret index + search (ukbench) + dedup --html (imagededup) on ../shared/data"
 	@echo "make clean        remove build/ (weights and references stay)"
 	@echo "options: NO_OMP=1 (no OpenMP), CFLAGS=..., PYTHON=/usr/bin/python3, STB=/usr/include/stb"
 
@@ -58,9 +58,9 @@ $(BUILD)/dedup_sprites: examples/dedup_sprites.c imret.h | $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
 
 DATA ?= ../shared/data
-demo: imret weights
+demo: imret weights | $(BUILD)
 	@if [ -d $(DATA) ]; then \
-	  ./imret index $(DATA)/ukbench $(DATA)/paris6k_subset -o $(BUILD)/demo.imri && \
+	  ./imret index $(DATA)/ukbench -o $(BUILD)/demo.imri && \
 	  ./imret search $(BUILD)/demo.imri $(DATA)/ukbench/images/ukbench00000.jpg -k 5 && \
 	  ./imret dedup $(DATA)/imagededup --invariant --html $(BUILD)/demo-report.html && \
 	  echo "demo: report in $(BUILD)/demo-report.html"; \

@@ -42,6 +42,10 @@
    (0.93), 30-degree rotation and greyscale copies need a lower --threshold (README,
    Thresholds). */
 #define DEDUP_THRESHOLD 0.97
+/* For an index in the retrieval setting (longest side 512, no transforms), where other
+   photos of the same object come closer: up to 0.974 on the same edits set (tools/eval.c
+   --size 512), byte copies and re-encodes ~1.0. */
+#define DEDUP_THRESHOLD_RETRIEVAL 0.985
 
 static volatile sig_atomic_t g_interrupted;
 static void on_signal(int sig) { (void)sig; g_interrupted = 1; }
@@ -1008,7 +1012,8 @@ static const char *HELP_DEDUP =
     "suggest which file of each group to keep: the largest resolution, then the largest file.\n"
     "  --threshold T       cosine similarity above which two images are duplicates\n"
     "                      (default 0.97: copies, not different photos of one scene;\n"
-    "                      0.93 also groups aspect-changing resizes; see the README)\n"
+    "                      0.92 also groups aspect-changing resizes; 0.985 for an index\n"
+    "                      made in the retrieval setting; see the README)\n"
     "  --invariant         also match rotated (90/180/270) and mirrored copies: every image\n"
     "                      is also described under its 8 rotations/flips, best similarity wins\n"
     "  --json              JSON on stdout (schema in the README)\n"
@@ -1266,7 +1271,7 @@ static int cmd_dedup(int argc, char **argv) {
         if (!files.n) { rc = fail("%s: no files found", nroots == 1 ? roots[0] : "the given folders"); goto done; }
         if ((rc = engine_open(&e, model_path, NULL, NULL)) != 0) goto done;
     }
-    if (!thr_s) thr = DEDUP_THRESHOLD;
+    if (!thr_s) thr = e.s.setting == IMRET_SETTING_DUPLICATE ? DEDUP_THRESHOLD : DEDUP_THRESHOLD_RETRIEVAL;
     if (!D.idx) { /* describe the files */
         imret_index_config tc = imret_index_config_init();
         struct sigaction sa;

@@ -128,8 +128,12 @@ def index_count(path):
 def test_retrieval():
     print("== retrieval: index ukbench + paris6k_subset, search")
     idx = os.path.join(W, "all.imri")
-    if os.path.exists(idx) and os.path.getmtime(idx) < os.path.getmtime(IMRET):
-        os.remove(idx)  # made by an older binary
+    # reused across runs while imret.h (which computes the vectors) is unchanged
+    import hashlib
+    stamp, h = idx + ".stamp", hashlib.sha1(open("imret.h", "rb").read()).hexdigest()
+    if os.path.exists(idx) and (not os.path.exists(stamp) or open(stamp).read() != h):
+        os.remove(idx)
+    open(stamp, "w").write(h)
     t0 = time.time()
     rc, _, err = run("index", f"{DATA}/ukbench", f"{DATA}/paris6k_subset", "-o", idx, "--threads", THREADS)
     print(f"  index: {time.time() - t0:.1f} s: {err.strip().splitlines()[-1] if err.strip() else ''}")
@@ -333,7 +337,7 @@ def test_sigint():
     check(rc == 0 and index_count(idx) == 4, "old index of 4 images")
     for n in range(4, 56):
         copy(f"{DATA}/ukbench/images/ukbench{n:05d}.jpg", f"{d}/b{n}.jpg")
-    p = subprocess.Popen([IMRET, "index", d, "-o", idx, "--size", 160, "--threads", "1"], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([IMRET, "index", d, "-o", idx, "--size", "160", "--threads", "1"], stderr=subprocess.PIPE, text=True)
     time.sleep(2.5)
     p.send_signal(signal.SIGINT)
     err = p.communicate(timeout=300)[1]
@@ -426,16 +430,31 @@ def test_tools(idx):
     rc2, out2, _ = run("info", hs)
     check(rc == 0 and rc2 == 0 and "itq" in out2 and "128" in out2, "train-hash + info")
     d = os.path.join(W, "inc")
-    hidx = os.path.join(W, "hash.imri")
-    if os.path.exists(hidx):
-        os.remove(hidx)
-    rc, _, err = run("index", d, "-o", hidx, "--size", 128, "--whitening", wh, "--hash", hs)
-    rc2, out2, err2 = run("search", hidx, f"{d}/img0.jpg", "-k", 3, "--hamming", "--whitening", wh, "--hash", hs, "--json")
+    hidx, widx = os.path.join(W, "hash.imri"), os.path.join(W, "white.imri")
+    for f in (hidx, widx):
+        if os.path.exists(f):
+            os.remove(f)
+    rc, _, err = run("index", d, "-o", hidx, "--size", 128, "--hash", hs)
+    rc2, out2, err2 = run("search", hidx, f"{d}/img0.jpg", "-k", 3, "--hamming", "--hash", hs, "--json")
     doc = parse_json(out2, "search", "search --hamming")
     check(rc == 0 and rc2 == 0 and doc and doc["queries"][0]["results"][0]["distance"] == 0 and
-          doc["queries"][0]["results"][0]["path"].endswith("img0.jpg"), "index --whitening --hash, search --hamming finds the image itself at 0 bits")
-    rc3, _, err3 = run("search", hidx, f"{d}/img0.jpg")
-    check(rc3 == 2 and "--whitening" in err3, "search without the whitening file the index needs -> exit 2")
+          doc["queries"][0]["results"][0]["path"].endswith("img0.jpg"), "index --hash, search --hamming finds the image itself at 0 bits")
+    rc, _, err = run("index", d, "-o", widx, "--size", 128, "--whitening", wh)
+    rc2, out2, _ = run("search", widx, f"{d}/img0.jpg", "-k", 1, "--whitening", wh)
+    rc3, _, err3 = run("search", widx, f"{d}/img0.jpg")
+    check(rc == 0 and rc2 == 0 and out2.split()[-1].endswith("img0.jpg") and rc3 == 2 and "--whitening" in err3,
+          "index --whitening: search needs the same whitening file (else exit 2), finds the image itself")
+    # dedup of an index: its stored vectors, the retrieval-setting threshold
+    rc, out, err = run("dedup", idx, "--json")
+    doc = parse_json(out, "dedup", "dedup of an index")
+    if doc:
+        louvre = {f"{DATA}/paris6k_subset/paris_test/louvre/louvre.jpg", f"{DATA}/paris6k_subset/paris_test/louvre/louvre-vue-de-la-pyramide-du-louvre.jpg"}
+        groups = [{m["path"] for m in g["members"]} for g in doc["groups"]]
+        uk_mixed = [g for g in groups if len({re.sub(r".*ukbench(\d+).*", lambda m: str(int(m.group(1)) // 4), p) for p in g if "ukbench" in p}) > 1]
+        print(f"  {len(groups)} groups at threshold {doc['threshold']} ({doc['setting']} setting)")
+        check(rc == 0 and doc["setting"] == "retrieval" and any(louvre <= g for g in groups) and not uk_mixed and
+              not any(len({p for p in g if "ukbench" in p}) > 1 for g in groups),
+              "dedup FILE.imri: the byte-identical paris_test louvre pair is a group, no two UKBench photos are")
     import faiss
     import numpy as np
     out = os.path.join(W, "all.faiss")
