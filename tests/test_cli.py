@@ -435,13 +435,13 @@ def test_tools(idx):
         if os.path.exists(f):
             os.remove(f)
     rc, _, err = run("index", d, "-o", hidx, "--size", 128, "--hash", hs)
-    rc2, out2, err2 = run("search", hidx, f"{d}/img0.jpg", "-k", 3, "--hamming", "--hash", hs, "--json")
+    rc2, out2, err2 = run("search", hidx, f"{d}/sub/img0.jpg", "-k", 3, "--hamming", "--hash", hs, "--json")
     doc = parse_json(out2, "search", "search --hamming")
     check(rc == 0 and rc2 == 0 and doc and doc["queries"][0]["results"][0]["distance"] == 0 and
           doc["queries"][0]["results"][0]["path"].endswith("img0.jpg"), "index --hash, search --hamming finds the image itself at 0 bits")
     rc, _, err = run("index", d, "-o", widx, "--size", 128, "--whitening", wh)
-    rc2, out2, _ = run("search", widx, f"{d}/img0.jpg", "-k", 1, "--whitening", wh)
-    rc3, _, err3 = run("search", widx, f"{d}/img0.jpg")
+    rc2, out2, _ = run("search", widx, f"{d}/sub/img0.jpg", "-k", 1, "--whitening", wh)
+    rc3, _, err3 = run("search", widx, f"{d}/sub/img0.jpg")
     check(rc == 0 and rc2 == 0 and out2.split()[-1].endswith("img0.jpg") and rc3 == 2 and "--whitening" in err3,
           "index --whitening: search needs the same whitening file (else exit 2), finds the image itself")
     # dedup of an index: its stored vectors, the retrieval-setting threshold
