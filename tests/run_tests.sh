@@ -86,6 +86,11 @@ fi
 # 7. The example program runs.
 run "example-classify" sh -c "$B/classify weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg > /dev/null"
 
+# 8. The command-line tool and the embedding examples, end to end on ../shared/data (a few
+#    minutes: one index of ukbench + paris6k_subset is built and reused; quick checks only
+#    under the sanitizers).
+run "cli-end-to-end" /usr/bin/python3 tests/test_cli.py "$B"
+
 echo
 [ -n "$FAILED" ] && echo "failed:$FAILED"
 echo "$PASS passed, $FAIL failed"

@@ -18,7 +18,8 @@
    over the queries (each ranks the database without itself), the UKBench N-S score (4 =
    perfect: 1 + relevant among the top 3), and the near-duplicate recall at the
    zero-false-pair threshold (pairs with any relevance link are positives, every other pair
-   is negative; the threshold is the highest negative similarity). Descriptors are cached
+   is negative; the threshold is the highest negative similarity) and the lowest positive
+   similarity (min-pos: a threshold between the two finds every pair). Descriptors are cached
    per (set, model fingerprint, size, scales, transform), so re-running is cheap.
    With --hash, Hamming ranking ties are broken by image order (as the index does by id). */
 #define IMRET_IMPLEMENTATION
@@ -101,7 +102,7 @@ static int cmp_desc(const void *a, const void *b) {
 /* mAP, N-S and near-duplicate recall of one scoring; prints one row, returns mAP (%).
    ref_map >= 0 adds the percentage of a reference mAP. */
 static double score(const char *name, sim_fn simf, double ref_map) {
-    double map = 0, ns = 0, *sim = (double *)malloc(sizeof(double) * nimg), maxneg = -1e300;
+    double map = 0, ns = 0, *sim = (double *)malloc(sizeof(double) * nimg), maxneg = -1e300, minpos = 1e300;
     int *order = (int *)malloc(sizeof(int) * nimg), q, npos = 0, found = 0, nused = 0, i, j;
     double *pos = (double *)malloc(sizeof(double) * (size_t)nimg * nimg);
     for (q = 0; q < nq; q++) {
@@ -138,9 +139,13 @@ static double score(const char *name, sim_fn simf, double ref_map) {
             if (g_linked[(size_t)i * nimg + j]) pos[npos++] = s;
             else if (s > maxneg) maxneg = s;
         }
-    for (i = 0; i < npos; i++) found += pos[i] > maxneg;
+    for (i = 0; i < npos; i++) {
+        found += pos[i] > maxneg;
+        if (pos[i] < minpos) minpos = pos[i];
+    }
     map = nused ? 100.0 * map / nused : 0;
-    printf("%-10s %8.2f %8.3f %7.1f%% @%.3f", name, map, nused ? ns / nused : 0, npos ? 100.0 * found / npos : 0.0, maxneg);
+    printf("%-10s %8.2f %8.3f %7.1f%% @%-7.3f %8.3f", name, map, nused ? ns / nused : 0, npos ? 100.0 * found / npos : 0.0, maxneg,
+           npos ? minpos : 0.0);
     if (ref_map > 0) printf("  (%.1f%% of float)", 100.0 * map / ref_map);
     printf("\n");
     free(pos);
@@ -260,7 +265,7 @@ int main(int argc, char **argv) {
            multiscale ? ", multi-scale" : "", invariant ? ", 8 transforms" : "");
     if (described) printf("described %d images in %.1f s: %.0f ms per image (%d threads)\n", described, t_img, 1e3 * t_img / described, ctx->threads);
     if (failed) printf("%d images could not be decoded: left out as queries, database entries and relevant images\n", failed);
-    printf("%-10s %8s %8s %12s\n", "pool", "mAP", "N-S", "dup-recall");
+    printf("%-10s %8s %8s %16s %8s\n", "pool", "mAP", "N-S", "dup-recall @max-neg", "min-pos");
     g_T = T;
     g_C = C;
     for (p = 0; p < 4; p++) {
