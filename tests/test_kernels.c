@@ -2,9 +2,15 @@
    sizes: channels 1, 3, 7, 17, 63, 65, 257; spatial 1x1, 7x9, 13x17, 31x5; kernels 1, 3, 7;
    strides 1, 2; with and without padding, residual and ReLU. Every ISA this CPU supports is
    checked; each must agree with the oracle within 1e-5 x max|ref| (summation order differs)
-   and be bit-identical for 1 and 2 threads. */
+   and be bit-identical for 1 and 2 threads.
+   Then Winograd F(4x4, 3x3) (imret__conv_winograd) vs the same oracle on 3x3 stride-1 layers:
+   outputs smaller than, equal to and not a multiple of the 4x4 tile, padding 0/1/2. Its
+   rounding differs from the direct sum (transform constants), so its bound is WG_TOL x
+   max|ref| (the measured worst is printed); a wrong transform gives errors of order 1. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
+
+#define WG_TOL 3e-5
 
 static uint64_t rng = 88172645463325252ull;
 static float frand(void) {
@@ -12,14 +18,73 @@ static float frand(void) {
     return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
-int main(void) {
-    static const int chans[] = {1, 3, 7, 17, 63, 65, 257};
+/* One random layer, its packed weights and the oracle's output. */
+typedef struct conv_case {
+    int in_c, out_c, h, w, k, stride, pad, oh, ow, K;
+    long N;
+    size_t nout;
+    float *x, *wp, *bias, *res, *ref, *o1, *o2;
+    imret__epilogue ep;
+} conv_case;
+
+static void case_make(conv_case *c, int in_c, int out_c, int h, int w, int k, int stride, int pad, int relu, int with_res) {
+    size_t i, nin = (size_t)in_c * h * w;
+    float *wt, *col;
+    memset(c, 0, sizeof *c);
+    c->in_c = in_c; c->out_c = out_c; c->h = h; c->w = w; c->k = k; c->stride = stride; c->pad = pad;
+    c->oh = imret__out_dim(h, k, stride, pad); c->ow = imret__out_dim(w, k, stride, pad);
+    c->K = in_c * k * k;
+    c->N = (long)c->oh * c->ow;
+    c->nout = (size_t)out_c * c->N;
+    c->x = (float *)malloc(nin * 4); wt = (float *)malloc((size_t)out_c * c->K * 4);
+    c->bias = (float *)malloc(out_c * 4); c->res = (float *)malloc(c->nout * 4);
+    col = (float *)malloc((size_t)c->K * c->N * 4); c->ref = (float *)malloc(c->nout * 4);
+    c->o1 = (float *)malloc(c->nout * 4); c->o2 = (float *)malloc(c->nout * 4);
+    for (i = 0; i < nin; i++) c->x[i] = frand();
+    for (i = 0; i < (size_t)out_c * c->K; i++) wt[i] = frand();
+    for (i = 0; i < (size_t)out_c; i++) c->bias[i] = frand();
+    for (i = 0; i < c->nout; i++) c->res[i] = frand();
+    c->wp = (float *)calloc(imret__wp_floats(out_c, c->K), 4);
+    imret__pack_rows(c->wp, c->K, 0, out_c, wt);
+    c->ep.bias = c->bias; c->ep.residual = with_res ? c->res : NULL; c->ep.relu = relu;
+    imret__im2col(c->x, in_c, h, w, k, stride, pad, c->ow, 0, c->N, col, 1);
+    imret__gemm_scalar(out_c, (int)c->N, c->K, c->wp, col, (size_t)c->N, c->ref, (size_t)c->N, &c->ep, 1);
+    free(wt); free(col);
+}
+
+/* o1 (1 thread) vs the oracle within tol x max(max|ref|, 1), and o1 == o2 (2 threads) bit for
+   bit. Returns 1 on failure; *worst tracks the worst max|diff| / max|ref|. */
+static int case_check(const conv_case *c, double tol, const char *what, const char *level, double *worst) {
+    double maxref = 0, maxdiff = 0;
+    size_t i;
+    int differs = memcmp(c->o1, c->o2, c->nout * 4) != 0;
+    for (i = 0; i < c->nout; i++) {
+        double d = fabs((double)c->o1[i] - c->ref[i]);
+        if (fabs(c->ref[i]) > maxref) maxref = fabs(c->ref[i]);
+        if (!(d <= maxdiff)) maxdiff = d;
+    }
+    if (maxref > 0 && maxdiff / maxref > *worst) *worst = maxdiff / maxref;
+    if (maxdiff > tol * (maxref > 1 ? maxref : 1) || differs) {
+        printf("  FAIL %s %s in %d out %d %dx%d k%d s%d p%d: max|diff| %.3g (max|ref| %.3g)%s\n", what, level, c->in_c, c->out_c,
+               c->h, c->w, c->k, c->stride, c->pad, maxdiff, maxref, differs ? ", differs between 1 and 2 threads" : "");
+        return 1;
+    }
+    return 0;
+}
+
+static void case_free(conv_case *c) {
+    free(c->x); free(c->wp); free(c->bias); free(c->res); free(c->ref); free(c->o1); free(c->o2);
+}
+
+static const int chans[] = {1, 3, 7, 17, 63, 65, 257};
+static const imret_simd levels[] = {IMRET_SIMD_AVX2, IMRET_SIMD_AVX512, IMRET_SIMD_NEON};
+
+static int test_gemm(void) {
     static const int sizes[][2] = {{1, 1}, {7, 9}, {13, 17}, {31, 5}};
     static const int ks[] = {1, 3, 7};
-    imret_simd levels[] = {IMRET_SIMD_AVX2, IMRET_SIMD_AVX512};
     int li, cases = 0, failures = 0, tested_levels = 0;
     double worst = 0;
-    for (li = 0; li < 2; li++) {
+    for (li = 0; li < 3; li++) {
         imret__kernels kern = imret__kernels_for(levels[li]);
         int ci, si, ki, stride, padded;
         if (kern.level != levels[li] || !kern.nr) { printf("%s: not supported by this CPU, skipped\n", imret_simd_name(levels[li])); continue; }
@@ -29,50 +94,60 @@ int main(void) {
                 for (ki = 0; ki < 3; ki++)
                     for (stride = 1; stride <= 2; stride++)
                         for (padded = 0; padded <= 1; padded++) {
-                            int in_c = chans[ci], out_c = chans[(ci * 3 + ki + si) % 7], h = sizes[si][0], w = sizes[si][1];
-                            int k = ks[ki], pad = padded ? k / 2 : 0, oh = imret__out_dim(h, k, stride, pad), ow = imret__out_dim(w, k, stride, pad);
-                            int K = in_c * k * k, relu = (ci + si) & 1, with_res = (ki + stride) & 1;
-                            long N = (long)oh * ow;
-                            size_t i, nin, nout;
-                            float *x, *wt, *wp, *bias, *res, *col, *ref, *o1, *o2, *pack;
-                            imret__epilogue ep;
+                            int k = ks[ki], pad = padded ? k / 2 : 0, h = sizes[si][0], w = sizes[si][1];
+                            float *pack;
+                            conv_case c;
                             imret__bsrc src;
-                            double maxref = 0, maxdiff = 0;
-                            if (oh < 1 || ow < 1) continue;
-                            nin = (size_t)in_c * h * w;
-                            nout = (size_t)out_c * N;
-                            x = (float *)malloc(nin * 4); wt = (float *)malloc((size_t)out_c * K * 4);
-                            bias = (float *)malloc(out_c * 4); res = (float *)malloc(nout * 4);
-                            col = (float *)malloc((size_t)K * N * 4); ref = (float *)malloc(nout * 4);
-                            o1 = (float *)malloc(nout * 4); o2 = (float *)malloc(nout * 4);
+                            if (imret__out_dim(h, k, stride, pad) < 1 || imret__out_dim(w, k, stride, pad) < 1) continue;
+                            case_make(&c, chans[ci], chans[(ci * 3 + ki + si) % 7], h, w, k, stride, pad, (ci + si) & 1, (ki + stride) & 1);
                             pack = (float *)malloc(2 * IMRET__PACK_FLOATS * 4);
-                            for (i = 0; i < nin; i++) x[i] = frand();
-                            for (i = 0; i < (size_t)out_c * K; i++) wt[i] = frand();
-                            for (i = 0; i < (size_t)out_c; i++) bias[i] = frand();
-                            for (i = 0; i < nout; i++) res[i] = frand();
-                            wp = imret__pack_weights(wt, out_c, K);
-                            ep.bias = bias; ep.residual = with_res ? res : NULL; ep.relu = relu;
-                            imret__im2col(x, in_c, h, w, k, stride, pad, ow, 0, N, col, 1);
-                            imret__gemm_scalar(out_c, (int)N, K, wp, col, (size_t)N, ref, (size_t)N, &ep, 1);
-                            src.in = x; src.c = in_c; src.h = h; src.w = w; src.k = k; src.stride = stride; src.pad = pad; src.ow = ow;
-                            imret__conv_gemm_fast(&kern, out_c, N, K, wp, &src, o1, &ep, pack, 1);
-                            imret__conv_gemm_fast(&kern, out_c, N, K, wp, &src, o2, &ep, pack, 2);
-                            for (i = 0; i < nout; i++) {
-                                double d = fabs((double)o1[i] - ref[i]);
-                                if (fabs(ref[i]) > maxref) maxref = fabs(ref[i]);
-                                if (!(d <= maxdiff)) maxdiff = d;
-                            }
+                            src.in = c.x; src.c = c.in_c; src.h = h; src.w = w; src.k = k; src.stride = stride; src.pad = pad; src.ow = c.ow;
+                            imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
+                            imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
                             cases++;
-                            if (maxdiff > 1e-5 * (maxref > 1 ? maxref : 1) || memcmp(o1, o2, nout * 4)) {
-                                failures++;
-                                printf("  FAIL %s in %d out %d %dx%d k%d s%d p%d: max|diff| %.3g (max|ref| %.3g)%s\n", imret_simd_name(kern.level),
-                                       in_c, out_c, h, w, k, stride, pad, maxdiff, maxref, memcmp(o1, o2, nout * 4) ? ", differs between 1 and 2 threads" : "");
-                            }
-                            if (maxref > 0 && maxdiff / maxref > worst) worst = maxdiff / maxref;
-                            free(x); free(wt); free(wp); free(bias); free(res); free(col); free(ref); free(o1); free(o2); free(pack);
+                            failures += case_check(&c, 1e-5, "gemm", imret_simd_name(kern.level), &worst);
+                            free(pack);
+                            case_free(&c);
                         }
         printf("%s: conv GEMM vs scalar oracle checked\n", imret_simd_name(kern.level));
     }
     printf("%d cases on %d ISA(s), worst relative error %.2e, %d failed\n", cases, tested_levels, worst, failures);
+    return failures;
+}
+
+static int test_winograd(void) {
+    static const int sizes[][2] = {{1, 1}, {2, 3}, {4, 4}, {7, 9}, {13, 17}, {31, 5}, {6, 6}};
+    int li, cases = 0, failures = 0;
+    double worst = 0;
+    for (li = 0; li < 3; li++) {
+        imret__kernels kern = imret__kernels_for(levels[li]);
+        int ci, si, pad;
+        if (kern.level != levels[li] || !kern.nr) continue;
+        for (ci = 0; ci < 7; ci++)
+            for (si = 0; si < 7; si++)
+                for (pad = 0; pad <= 2; pad++) {
+                    int h = sizes[si][0], w = sizes[si][1], in_c = chans[ci], out_c = chans[(ci * 5 + si + pad) % 7];
+                    float *U, *ws;
+                    conv_case c;
+                    if (h + 2 * pad - 2 < 1 || w + 2 * pad - 2 < 1) continue;
+                    case_make(&c, in_c, out_c, h, w, 3, 1, pad, (ci + si) & 1, (si + pad) & 1);
+                    U = (float *)malloc(imret__wg_u_floats(out_c, in_c) * 4);
+                    ws = (float *)malloc(2 * imret__wg_thread_floats(out_c, in_c, kern.nr) * 4);
+                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.wp, c.x, c.o1, &c.ep, U, ws, 1);
+                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.wp, c.x, c.o2, &c.ep, U, ws, 2);
+                    cases++;
+                    failures += case_check(&c, WG_TOL, "winograd", imret_simd_name(kern.level), &worst);
+                    free(U); free(ws);
+                    case_free(&c);
+                }
+        printf("%s: Winograd F(4x4,3x3) vs direct oracle checked\n", imret_simd_name(kern.level));
+    }
+    printf("winograd: %d cases, worst relative error %.2e (bound %.0e), %d failed\n", cases, worst, WG_TOL, failures);
+    return failures;
+}
+
+int main(void) {
+    int failures = test_gemm();
+    failures += test_winograd();
     return failures ? 1 : 0;
 }

@@ -6,6 +6,7 @@
    "stage1".."stage4" / "block1".."block4", "features", "pooled", "logits". The test feeds the
    stored input to imret, compares every stage the reference has, and requires
    max|imret - ref| <= tol * max|ref| per stage (tol = 1e-4, or IMRET_PARITY_TOL).
+   The model file is mapped (the default load); IMRET_LOAD=read reads it into memory instead.
    Every stage in the reference must be produced by imret. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
@@ -53,10 +54,12 @@ int main(int argc, char **argv) {
     imret_model *model;
     imret_context *ctx;
     imret_context_config cc = imret_context_config_init();
+    imret_model_config mc = imret_model_config_init();
     int a, failures = 0;
     double tol = getenv("IMRET_PARITY_TOL") ? atof(getenv("IMRET_PARITY_TOL")) : 1e-4;
     if (argc < 3) { fprintf(stderr, "usage: %s MODEL.imw REF.imw...\n", argv[0]); return 2; }
-    if (imret_model_load_file(argv[1], NULL, &model)) { printf("FAIL load %s: %s\n", argv[1], imret_last_error()); return 1; }
+    if (getenv("IMRET_LOAD") && !strcmp(getenv("IMRET_LOAD"), "read")) mc.use_mmap = 0; /* default: mapped */
+    if (imret_model_load_file(argv[1], &mc, &model)) { printf("FAIL load %s: %s\n", argv[1], imret_last_error()); return 1; }
     if (getenv("IMRET_THREADS")) cc.threads = atoi(getenv("IMRET_THREADS"));
     if (imret_context_create(model, &cc, &ctx)) { printf("FAIL context: %s\n", imret_last_error()); return 1; }
     for (a = 2; a < argc; a++) {

@@ -13,13 +13,17 @@
      --filter NAME     resize filter: mitchell (default), catmullrom, box, bspline
      --precision P     fp32 (default), int8 (needs a calibrated model) or bf16 (needs bf16
                        weights); imret_context_config.precision
+     --hash            also rank by Hamming distance of GeM codes: ITQ and LSH at 64..1024
+                       bits, trained on the database descriptors (imret_hash_train)
    Ground truth (../shared/data/README.md): header line, then "query<TAB>rel1,rel2,...",
    paths relative to SET_DIR. For every pooling (MAC, SPoC, GeM p=3, R-MAC L=3) it prints mAP
    over the queries (each ranks the database without itself), the UKBench N-S score (4 =
    perfect: 1 + relevant among the top 3), and the near-duplicate recall at the
    zero-false-pair threshold (pairs with any relevance link are positives, every other pair
-   is negative; the threshold is the highest negative similarity). Descriptors are cached
-   per (set, model fingerprint, size, scales, transform), so re-running is cheap. */
+   is negative; the threshold is the highest negative similarity) and the lowest positive
+   similarity (min-pos: a threshold between the two finds every pair). Descriptors are cached
+   per (set, model fingerprint, size, scales, transform), so re-running is cheap.
+   With --hash, Hamming ranking ties are broken by image order (as the index does by id). */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
 #include <time.h>
@@ -76,21 +80,92 @@ static int is_rel(int q, int i) {
     return 0;
 }
 
+/* Similarity of database image i to query image qi under the current scoring. */
+typedef double (*sim_fn)(int qi, int i);
+static int g_T, g_C, g_words;
+static const float *g_desc;
+static const uint64_t *g_codes;
+static double sim_float(int qi, int i) {
+    return imret_similarity_best(g_desc + (size_t)qi * g_T * g_C, g_T, g_desc + (size_t)i * g_T * g_C, (size_t)g_C);
+}
+static double sim_hamming(int qi, int i) { /* minus the Hamming distance of the identity codes */
+    int w, d = 0;
+    for (w = 0; w < g_words; w++) d += __builtin_popcountll(g_codes[(size_t)qi * g_words + w] ^ g_codes[(size_t)i * g_words + w]);
+    return -d;
+}
+
 static const double *g_sim;
+static unsigned char *g_linked;
 static int cmp_desc(const void *a, const void *b) {
     double x = g_sim[*(const int *)a], y = g_sim[*(const int *)b];
     return x < y ? 1 : x > y ? -1 : (*(const int *)a - *(const int *)b);
 }
 
+/* mAP, N-S and near-duplicate recall of one scoring; prints one row, returns mAP (%).
+   ref_map >= 0 adds the percentage of a reference mAP. */
+static double score(const char *name, sim_fn simf, double ref_map) {
+    double map = 0, ns = 0, *sim = (double *)malloc(sizeof(double) * nimg), maxneg = -1e300, minpos = 1e300;
+    int *order = (int *)malloc(sizeof(int) * nimg), q, npos = 0, found = 0, nused = 0, i, j;
+    double *pos = (double *)malloc(sizeof(double) * (size_t)nimg * nimg);
+    for (q = 0; q < nq; q++) {
+        int qi = qidx[q], n = 0, hits = 0, k, nr = 0;
+        double ap = 0;
+        if (bad[qi]) continue;
+        for (k = 0; k < nrel[q]; k++) nr += !bad[rel[q][k]];
+        if (!nr) continue; /* distractor: no relevant image, no AP (still a negative in pairs) */
+        nused++;
+        for (i = 0; i < nimg; i++) {
+            if (i == qi || !indb[i]) continue;
+            sim[i] = simf(qi, i);
+            order[n++] = i;
+        }
+        g_sim = sim;
+        qsort(order, n, sizeof(int), cmp_desc);
+        for (k = 0; k < n; k++)
+            if (is_rel(q, order[k])) { hits++; ap += (double)hits / (k + 1); }
+        map += ap / nr;
+        for (k = 0, hits = 0; k < 3 && k < n; k++) hits += is_rel(q, order[k]);
+        ns += 1 + hits;
+    }
+    /* near-duplicate pairs over the images of the ground truth */
+    if (!g_linked) { /* pairs with a relevance link in either direction, computed once */
+        g_linked = (unsigned char *)calloc((size_t)nimg * nimg, 1);
+        for (q = 0; q < nq; q++)
+            for (i = 0; i < nrel[q]; i++) g_linked[(size_t)qidx[q] * nimg + rel[q][i]] = g_linked[(size_t)rel[q][i] * nimg + qidx[q]] = 1;
+    }
+    for (i = 0; i < nimg; i++)
+        for (j = i + 1; j < nimg; j++) {
+            double s;
+            if (bad[i] || bad[j]) continue;
+            s = simf(i, j);
+            if (g_linked[(size_t)i * nimg + j]) pos[npos++] = s;
+            else if (s > maxneg) maxneg = s;
+        }
+    for (i = 0; i < npos; i++) {
+        found += pos[i] > maxneg;
+        if (pos[i] < minpos) minpos = pos[i];
+    }
+    map = nused ? 100.0 * map / nused : 0;
+    printf("%-10s %8.2f %8.3f %7.1f%% @%-7.3f %8.3f", name, map, nused ? ns / nused : 0, npos ? 100.0 * found / npos : 0.0, maxneg,
+           npos ? minpos : 0.0);
+    if (ref_map > 0) printf("  (%.1f%% of float)", 100.0 * map / ref_map);
+    printf("\n");
+    free(pos);
+    free(sim);
+    free(order);
+    return map;
+}
+
 int main(int argc, char **argv) {
     const char *model_path = "weights/resnet50.imw", *cache = "build/eval-cache", *dir, *gt;
     int filter = IMRET_FILTER_MITCHELL;
-    int size = 512, multiscale = 0, invariant = 0, db_relevant = 0, threads = 0, precision = 0, a, i, j, p, C, T;
+    int size = 512, multiscale = 0, invariant = 0, hash = 0, db_relevant = 0, threads = 0, precision = 0, a, i, p, C, T;
     imret_model *m;
     imret_model_info info;
     imret_context *ctx;
     imret_context_config cc = imret_context_config_init();
     float *desc[4];
+    double map_gem[4];
     double t_img = 0;
     int described = 0, failed = 0;
     static const imret_pooling pools[4] = {IMRET_POOL_MAC, IMRET_POOL_SPOC, IMRET_POOL_GEM, IMRET_POOL_RMAC};
@@ -111,6 +186,7 @@ int main(int argc, char **argv) {
         }
         else if (!strcmp(argv[a], "--multiscale")) multiscale = 1;
         else if (!strcmp(argv[a], "--invariant")) invariant = 1;
+        else if (!strcmp(argv[a], "--hash")) hash = 1;
         else if (!strcmp(argv[a], "--db-relevant")) db_relevant = 1;
         else { fprintf(stderr, "eval: unknown option %s\n", argv[a]); return 1; }
     }
@@ -198,52 +274,49 @@ int main(int argc, char **argv) {
            multiscale ? ", multi-scale" : "", invariant ? ", 8 transforms" : "");
     if (described) printf("described %d images in %.1f s: %.0f ms per image (%d threads)\n", described, t_img, 1e3 * t_img / described, ctx->threads);
     if (failed) printf("%d images could not be decoded: left out as queries, database entries and relevant images\n", failed);
-    printf("%-6s %8s %8s %12s\n", "pool", "mAP", "N-S", "dup-recall");
+    printf("%-10s %8s %8s %16s %8s\n", "pool", "mAP", "N-S", "dup-recall @max-neg", "min-pos");
+    g_T = T;
+    g_C = C;
     for (p = 0; p < 4; p++) {
-        double map = 0, ns = 0, *sim = (double *)malloc(sizeof(double) * nimg), maxneg = -2;
-        int *order = (int *)malloc(sizeof(int) * nimg), q, npos = 0, found = 0, nused = 0;
-        for (q = 0; q < nq; q++) {
-            int qi = qidx[q], n = 0, hits = 0, k, nr = 0;
-            double ap = 0;
-            if (bad[qi]) continue;
-            for (k = 0; k < nrel[q]; k++) nr += !bad[rel[q][k]];
-            if (!nr) continue; /* distractor: no relevant image, no AP (still a negative in pairs) */
-            nused++;
-            for (i = 0; i < nimg; i++) {
-                if (i == qi || !indb[i]) continue;
-                sim[i] = T > 1 ? imret_similarity_best(desc[p] + (size_t)qi * T * C, T, desc[p] + (size_t)i * T * C, (size_t)C)
-                               : imret_similarity_best(desc[p] + (size_t)qi * C, 1, desc[p] + (size_t)i * C, (size_t)C);
-                order[n++] = i;
+        g_desc = desc[p];
+        map_gem[p] = score(imret_pooling_name(pools[p]), sim_float, -1);
+    }
+    if (hash) { /* GeM codes, hash trained on the database descriptors (identity orientation) */
+        static const int bits[5] = {64, 128, 256, 512, 1024};
+        static const imret_hash_method meth[2] = {IMRET_HASH_ITQ, IMRET_HASH_LSH};
+        float *train = (float *)malloc(sizeof(float) * (size_t)nimg * C), *all = (float *)malloc(sizeof(float) * (size_t)nimg * C);
+        size_t nt = 0;
+        int mi, bi;
+        for (i = 0; i < nimg; i++) {
+            memcpy(all + (size_t)i * C, desc[2] + (size_t)i * T * C, sizeof(float) * C);
+            if (indb[i] && !bad[i]) memcpy(train + nt++ * C, all + (size_t)i * C, sizeof(float) * C);
+        }
+        for (mi = 0; mi < 2; mi++)
+            for (bi = 0; bi < 5; bi++) {
+                imret_hash_config hc = imret_hash_config_init();
+                imret_hash *h;
+                imret_hash_info hi;
+                uint64_t *codes;
+                char name[64];
+                double m;
+                hc.method = meth[mi];
+                hc.bits = bits[bi];
+                if (imret_hash_train(train, nt, (size_t)C, &hc, &h)) { fprintf(stderr, "eval: hash: %s\n", imret_last_error()); return 2; }
+                imret_hash_get_info(h, &hi);
+                codes = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)nimg * hi.words);
+                imret_hash_encode(h, all, (size_t)nimg, (size_t)C, codes, (size_t)hi.words, threads);
+                g_codes = codes;
+                g_words = hi.words;
+                snprintf(name, sizeof name, "%s-%d%s", mi ? "lsh" : "itq", bits[bi], hi.learned_bits < bits[bi] && mi == 0 ? "*" : "");
+                m = score(name, sim_hamming, map_gem[2]);
+                (void)m;
+                free(codes);
+                imret_hash_free(h);
             }
-            g_sim = sim;
-            qsort(order, n, sizeof(int), cmp_desc);
-            for (k = 0; k < n; k++)
-                if (is_rel(q, order[k])) { hits++; ap += (double)hits / (k + 1); }
-            if (nr) map += ap / nr;
-            for (k = 0, hits = 0; k < 3 && k < n; k++) hits += is_rel(q, order[k]);
-            ns += 1 + hits;
-        }
-        /* near-duplicate pairs over the images of the ground truth */
-        {
-            double *pos = (double *)malloc(sizeof(double) * (size_t)nimg * nimg);
-            for (i = 0; i < nimg; i++)
-                for (j = i + 1; j < nimg; j++) {
-                    int linked = 0, q2;
-                    double s;
-                    if (bad[i] || bad[j]) continue;
-                    for (q2 = 0; q2 < nq && !linked; q2++)
-                        linked = (qidx[q2] == i && is_rel(q2, j)) || (qidx[q2] == j && is_rel(q2, i));
-                    s = imret_similarity_best(desc[p] + (size_t)i * T * C, T, desc[p] + (size_t)j * T * C, (size_t)C);
-                    if (linked) pos[npos++] = s;
-                    else if (s > maxneg) maxneg = s;
-                }
-            for (i = 0; i < npos; i++) found += pos[i] > maxneg;
-            free(pos);
-        }
-        printf("%-6s %8.2f %8.3f %7.1f%% @%.3f\n", imret_pooling_name(pools[p]), 100.0 * map / nused, ns / nused,
-               npos ? 100.0 * found / npos : 0.0, maxneg);
-        free(sim);
-        free(order);
+        printf("(hash rows: GeM codes, Hamming ranking, trained on the %lu database descriptors; %% = of float GeM mAP;\n"
+               " * = more bits than the training rank: learned bits + LSH for the rest)\n", (unsigned long)nt);
+        free(train);
+        free(all);
     }
     return 0;
 }

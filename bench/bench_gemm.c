@@ -1,0 +1,85 @@
+/* bench_gemm -- fraction of this core's peak FMA rate reached by the packed convolution GEMM
+   (imret__conv_gemm_fast, 1 thread) on the 1x1 and im2col layer shapes of ResNet-50 and
+   VGG16 at 224x224. Rates are per CPU second of this thread (CLOCK_THREAD_CPUTIME_ID), so
+   they stay meaningful when other processes share the cores; the peak is an FMA-chain loop
+   timed the same way in the same run (see tools/peak_fma.c for the wall-clock version).
+   usage: bench_gemm [RUNS=7]                                      (make bench-gemm) */
+#define IMRET_IMPLEMENTATION
+#include "imret.h"
+#include <time.h>
+
+static double cpu_s(void) { struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
+
+#if IMRET__X86
+IMRET__AVX2 static float fma_chains(long iters) { /* 12 independent chains: 2 FMA/cycle x 8 lanes */
+    __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    long i;
+    int j;
+    float out[8];
+    for (j = 0; j < 12; j++) a[j] = _mm256_set1_ps(1.0f + 0.1f * j);
+    for (i = 0; i < iters; i++)
+        for (j = 0; j < 12; j++) a[j] = _mm256_fmadd_ps(a[j], m, c);
+    for (j = 1; j < 12; j++) a[0] = _mm256_add_ps(a[0], a[j]);
+    _mm256_storeu_ps(out, a[0]);
+    return out[0];
+}
+#endif
+
+int main(int argc, char **argv) {
+    static const struct { const char *name; int in_c, out_c, hw, k, stride, pad; } L[] = {
+        {"r50 stem 7x7/2", 3, 64, 224, 7, 2, 3},     {"r50 l1 1x1 64>64", 64, 64, 56, 1, 1, 0},
+        {"r50 l1 1x1 64>256", 64, 256, 56, 1, 1, 0}, {"r50 l1 1x1 256>64", 256, 64, 56, 1, 1, 0},
+        {"r50 l1 3x3 64", 64, 64, 56, 3, 1, 1},      {"r50 l2 1x1 512>128", 512, 128, 28, 1, 1, 0},
+        {"r50 l2 1x1 128>512", 128, 512, 28, 1, 1, 0}, {"r50 l2 3x3/2 128", 128, 128, 56, 3, 2, 1},
+        {"r50 l3 1x1 1024>256", 1024, 256, 14, 1, 1, 0}, {"r50 l3 1x1 256>1024", 256, 1024, 14, 1, 1, 0},
+        {"r50 l3 3x3 256", 256, 256, 14, 3, 1, 1},   {"r50 l4 1x1 2048>512", 2048, 512, 7, 1, 1, 0},
+        {"r50 l4 1x1 512>2048", 512, 2048, 7, 1, 1, 0}, {"r50 l4 3x3 512", 512, 512, 7, 3, 1, 1},
+        {"vgg conv3 3x3 256", 256, 256, 56, 3, 1, 1},
+    };
+    int runs = argc > 1 ? atoi(argv[1]) : 7, li, r;
+    imret__kernels kern = imret__kernels_for(IMRET_SIMD_AUTO);
+    double peak = 0, tot_flop = 0, tot_s = 0;
+    if (!kern.nr) { printf("no SIMD micro-kernel on this CPU\n"); return 0; }
+    if (runs > 64) runs = 64;
+#if IMRET__X86
+    {
+        long iters = 20000000;
+        double t0 = cpu_s();
+        volatile float sink = fma_chains(iters);
+        (void)sink;
+        peak = 12.0 * 8 * 2 * iters / (cpu_s() - t0) / 1e9;
+    }
+#endif
+    printf("simd %s, micro-tile 8x%d, peak FMA (AVX2 chains, 1 thread, per CPU second) %.1f GFLOP/s\n", imret_simd_name(kern.level), kern.nr, peak);
+    printf("%-22s %6s %6s %6s  %8s %8s %6s\n", "layer", "M", "K", "N", "ms(cpu)", "GFLOP/s", "%peak");
+    for (li = 0; li < (int)(sizeof L / sizeof L[0]); li++) {
+        int ic = L[li].in_c, oc = L[li].out_c, hw = L[li].hw, k = L[li].k, K = ic * k * k;
+        int ow = imret__out_dim(hw, k, L[li].stride, L[li].pad);
+        long N = (long)ow * ow;
+        size_t nin = (size_t)ic * hw * hw, i;
+        float *x = malloc(nin * 4), *wt = malloc((size_t)oc * K * 4), *wp = calloc(imret__wp_floats(oc, K), 4);
+        float *bias = calloc(oc, 4), *o = malloc((size_t)oc * N * 4), *pack = malloc(IMRET__PACK_FLOATS * 4);
+        double t[64], flop = 2.0 * oc * K * N;
+        imret__epilogue ep;
+        imret__bsrc src;
+        for (i = 0; i < nin; i++) x[i] = (float)(i % 7) * 0.1f;
+        for (i = 0; i < (size_t)oc * K; i++) wt[i] = (float)(i % 5) * 0.1f;
+        imret__pack_rows(wp, K, 0, oc, wt);
+        ep.bias = bias; ep.residual = NULL; ep.relu = 1;
+        src.in = x; src.c = ic; src.h = hw; src.w = hw; src.k = k; src.stride = L[li].stride; src.pad = L[li].pad; src.ow = ow;
+        for (r = -1; r < runs; r++) {
+            double t0 = cpu_s();
+            imret__conv_gemm_fast(&kern, oc, N, K, wp, &src, o, &ep, pack, 1);
+            if (r >= 0) t[r] = cpu_s() - t0;
+        }
+        qsort(t, runs, sizeof *t, cmp);
+        tot_flop += flop; tot_s += t[runs / 2];
+        printf("%-22s %6d %6d %6ld  %8.3f %8.1f %5.0f%%\n", L[li].name, oc, K, N, t[runs / 2] * 1e3, flop / t[runs / 2] / 1e9,
+               peak > 0 ? 100 * flop / t[runs / 2] / 1e9 / peak : 0);
+
+        free(x); free(wt); free(wp); free(bias); free(o); free(pack);
+    }
+    printf("all layers above: %.1f GFLOP/s = %.0f%% of peak\n", tot_flop / tot_s / 1e9, peak > 0 ? 100 * tot_flop / tot_s / 1e9 / peak : 0);
+    return 0;
+}
