@@ -1384,8 +1384,10 @@ IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
    accumulators + NB B vectors + 1 broadcast, so NB <= 3. NB = 3 (8 x 24, the one used) does 12
    FMAs per 3 B loads + 4 broadcasts, NB = 2 (8 x 16) 8 per 2 + 4. Measured with
    bench/bench_gemm.c interleaved on the ResNet-50 layer shapes, 8 x 24 took 0.90x the time of
-   8 x 16 in total -- but that was before IMRET__UNROLL put the accumulators in registers, so
-   it compared two memory-bound variants; the register-bound comparison is still to be made. */
+   8 x 16 in total -- but that was before IMRET__UNROLL put the accumulators in registers. With
+   registers, whole forward passes interleaved on the (very busy) machine: ResNet-50 8x24
+   751/786/700 ms vs 8x16 846/759/917 ms, VGG16 features 1161 vs 1958 ms; to be re-measured
+   on a quiet machine. */
 IMRET__AVX2 static IMRET__INLINE void imret__ukr_avx2_body(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
                                                            int nr, int first, int last, const float *bias, const float *res,
                                                            int relu, const int NB) { /* B rows stay 24 apart */
