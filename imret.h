@@ -291,7 +291,7 @@ typedef struct imret_context_config {
     imret_simd simd;          /* kernel level: AUTO (default) = best the CPU allows, capped by
                                  the IMRET_SIMD environment variable; SCALAR = portable    */
     int exact;                /* 1: every convolution on the direct path. 0 (default): 3x3
-                                 stride-1 layers with enough 4x4 output tiles use Winograd
+                                 stride-1 layers with >= 36 4x4 output tiles use Winograd
                                  F(4x4,3x3) on the SIMD levels (about 3x fewer multiplies;
                                  results differ from direct by ~1e-5 relative per layer).
                                  IMRET_CONV=direct in the environment forces exact for every
@@ -1437,8 +1437,10 @@ IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
    accumulators + NB B vectors + 1 broadcast, so NB <= 3. NB = 3 (8 x 24, the one used) does 12
    FMAs per 3 B loads + 4 broadcasts, NB = 2 (8 x 16) 8 per 2 + 4. Measured with
    bench/bench_gemm.c interleaved on the ResNet-50 layer shapes, 8 x 24 took 0.90x the time of
-   8 x 16 in total -- but that was before IMRET__UNROLL put the accumulators in registers, so
-   it compared two memory-bound variants; the register-bound comparison is still to be made. */
+   8 x 16 in total -- but that was before IMRET__UNROLL put the accumulators in registers. With
+   registers, whole forward passes interleaved on the (very busy) machine: ResNet-50 8x24
+   751/786/700 ms vs 8x16 846/759/917 ms, VGG16 features 1161 vs 1958 ms; to be re-measured
+   on a quiet machine. */
 IMRET__AVX2 static IMRET__INLINE void imret__ukr_avx2_body(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
                                                            int nr, int first, int last, const float *bias, const float *res,
                                                            int relu, const int NB) { /* B rows stay 24 apart */
@@ -2974,10 +2976,12 @@ struct imret_context {
 };
 
 /* Winograd needs enough 4x4 output tiles to pay for transforming the weights on every call
-   (bench/bench_winograd.c, AVX2, 1 thread, machine busy: 14x14 outputs = 16 tiles run in
-   0.58-0.66x the direct time, 7x7 = 4 tiles in 1.9x, 28x28 and larger in 0.33-0.6x). */
-#define IMRET__WG_MIN_TILES 16
-/* ... and enough input channels: VGG's first layer (3 -> 64 at 224x224) ran 1.5x slower. */
+   (bench/bench_winograd.c, AVX2 8x24 kernel with register accumulators, 1 thread, machine
+   very busy): 28x28 outputs (49 tiles) and larger ran in 0.17-0.71x the direct time (0.90 for
+   one 112x112 layer), 32x32 in 0.64x; 14x14 and 16x16 (16 tiles) in 1.10-1.43x, 7x7 in 2.9x.
+   (Before the register fix of the direct kernel, 16 tiles had still won: 0.58-0.66x.) */
+#define IMRET__WG_MIN_TILES 36
+/* ... and enough input channels: VGG's first layer (3 -> 64 at 224x224) ran 1.5-2.1x slower. */
 #define IMRET__WG_MIN_IN 16
 
 /* Cap of the im2col buffer: larger convolutions are run in pixel chunks. */

@@ -24,7 +24,7 @@ for arch in resnet18 resnet34 resnet50 resnet101 resnet152 vgg11 vgg13 vgg16 vgg
 done
 # One architecture again on one thread and on the scalar path: results must not depend on them.
 run "parity-resnet50-1thread-scalar" env IMRET_THREADS=1 IMRET_SIMD=scalar "$B/test_parity" "$D/resnet50.imw" "$D/resnet50_97x131.ref.imw"
-# Winograd on every 3x3 stride-1 layer (default: only layers with >= 16 output tiles), and
+# Winograd on every 3x3 stride-1 layer (default: only layers with >= 36 output tiles), and
 # the exact direct path: both within the same tolerance.
 for arch in resnet50 vgg16; do
     run "parity-$arch-winograd-every-layer" env IMRET_CONV=winograd "$B/test_parity" "$D/$arch.imw" "$D/${arch}_64x64.ref.imw" "$D/${arch}_97x131.ref.imw"
