@@ -3704,7 +3704,7 @@ IMRET_DEF int imret_jpeg_orientation(const void *data, size_t size) {
    - JPEG DHT tables whose 16 code-length counts sum past 256 overflow stbi__huffman's
      size[257] / values[256] (stb issue #1289). Tables can follow any scan (progressive
      files), so every marker segment of the file is visited, skipping entropy-coded data. */
-static const char *imret__stb_guard(const uint8_t *p, size_t size) {
+static IMRET__UNUSED const char *imret__stb_guard(const uint8_t *p, size_t size) {
     size_t pos = 2;
     if (size < 4 || p[0] != 0xFF || p[1] != 0xD8) return NULL;
     while (pos + 4 <= size) {
