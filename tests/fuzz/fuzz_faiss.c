@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!c) return 0;
     cfg.storage = (size & 1) ? IMRET_INDEX_FP16 : IMRET_INDEX_FP32;
     if (imret_index_import_faiss_memory(c, size, &cfg, NULL, &idx) == IMRET_OK) {
-        imret_index_config got;
+        imret_index_config got = imret_index_config_init(); /* initialised: g++/gcc -O2 cannot see get_config sets it */
         imret_search_options so = imret_search_options_init();
         imret_index_hit hits[2];
         size_t count, n = imret_index_count(idx);
