@@ -3706,6 +3706,17 @@ IMRET_DEF int imret_jpeg_orientation(const void *data, size_t size) {
      files), so every marker segment of the file is visited, skipping entropy-coded data. */
 static IMRET__UNUSED const char *imret__stb_guard(const uint8_t *p, size_t size) {
     size_t pos = 2;
+    if (size >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) {
+        /* PNG: a zero-length IDAT before any image data makes stb_image 2.27 add 0 to a NULL
+           pointer (undefined behaviour; found by fuzz_image). No encoder writes one. */
+        for (pos = 8; pos + 8 <= size;) {
+            size_t len = (size_t)p[pos] << 24 | (size_t)p[pos + 1] << 16 | (size_t)p[pos + 2] << 8 | p[pos + 3];
+            if (!memcmp(p + pos + 4, "IDAT", 4)) return len == 0 ? "PNG with an empty IDAT chunk before its image data" : NULL;
+            if (len > size - pos - 8) return NULL; /* truncated: stb reports it */
+            pos += 12 + len;
+        }
+        return NULL;
+    }
     if (size < 4 || p[0] != 0xFF || p[1] != 0xD8) return NULL;
     while (pos + 4 <= size) {
         uint8_t marker;

@@ -70,7 +70,7 @@ for t in model desc index image faiss; do
 done
 # libFuzzer smoke (20 s per harness) where clang is installed; `make fuzz` runs them long.
 if [ -z "$IMRET_SANITIZED" ] && command -v "${FUZZ_CC:-clang}" > /dev/null 2>&1; then
-    run "fuzz-smoke" sh -c "${MAKE:-make} -s fuzz-build > /dev/null && sh tests/fuzz/run_fuzz.sh ${FUZZ_SMOKE_SECONDS:-20}"
+    run "fuzz-smoke" sh -c "${MAKE:-make} -s fuzz-build > /dev/null && FUZZ_SEED=1 sh tests/fuzz/run_fuzz.sh ${FUZZ_SMOKE_SECONDS:-20}"
 fi
 
 # 5e. Python converters and the Keras converter vs TF.js.
