@@ -207,7 +207,7 @@ int main(int argc, char **argv) {
         char path[4096], cpath[4096], key[4096];
         FILE *cf;
         unsigned h = 2166136261u;
-        size_t want = (size_t)4 * T * C, k;
+        size_t k;
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         snprintf(key, sizeof key, "%.3000s|%016llx|%d|%d|%d|%d", path, (unsigned long long)info.fingerprint, size, multiscale, T, filter);
         if (precision) snprintf(key + strlen(key), sizeof key - strlen(key), "|precision%d", precision);
@@ -263,7 +263,6 @@ int main(int argc, char **argv) {
             t_img += now() - t0;
             described++;
         }
-        (void)want;
         cf = fopen(cpath, "wb");
         if (cf) {
             for (p = 0; p < 4; p++) fwrite(desc[p] + (size_t)i * T * C, sizeof(float), (size_t)T * C, cf);
@@ -298,7 +297,6 @@ int main(int argc, char **argv) {
                 imret_hash_info hi;
                 uint64_t *codes;
                 char name[64];
-                double m;
                 hc.method = meth[mi];
                 hc.bits = bits[bi];
                 if (imret_hash_train(train, nt, (size_t)C, &hc, &h)) { fprintf(stderr, "eval: hash: %s\n", imret_last_error()); return 2; }
@@ -308,8 +306,7 @@ int main(int argc, char **argv) {
                 g_codes = codes;
                 g_words = hi.words;
                 snprintf(name, sizeof name, "%s-%d%s", mi ? "lsh" : "itq", bits[bi], hi.learned_bits < bits[bi] && mi == 0 ? "*" : "");
-                m = score(name, sim_hamming, map_gem[2]);
-                (void)m;
+                score(name, sim_hamming, map_gem[2]);
                 free(codes);
                 imret_hash_free(h);
             }
