@@ -3703,7 +3703,8 @@ IMRET_DEF int imret_jpeg_orientation(const void *data, size_t size) {
    tests/fuzz/regressions/image/. Returns NULL or the reason.
    - JPEG DHT tables whose 16 code-length counts sum past 256 overflow stbi__huffman's
      size[257] / values[256] (stb issue #1289). Tables can follow any scan (progressive
-     files), so every marker segment of the file is visited, skipping entropy-coded data. */
+     files), so every marker segment of the file is visited, skipping entropy-coded data; the
+     SOI marker may follow fill bytes (FF FF D8), as stb reads markers. */
 static IMRET__UNUSED const char *imret__stb_guard(const uint8_t *p, size_t size) {
     size_t pos = 2;
     if (size >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) {
@@ -3717,7 +3718,10 @@ static IMRET__UNUSED const char *imret__stb_guard(const uint8_t *p, size_t size)
         }
         return NULL;
     }
-    if (size < 4 || p[0] != 0xFF || p[1] != 0xD8) return NULL;
+    /* stb_image takes any run of 0xFF fill bytes before the SOI marker (stbi__get_marker) */
+    for (pos = 0; pos < size && p[pos] == 0xFF; pos++) {}
+    if (pos == 0 || pos >= size || p[pos] != 0xD8) return NULL;
+    pos++;
     while (pos + 4 <= size) {
         uint8_t marker;
         size_t len;
