@@ -14,16 +14,20 @@ static int cmp(const void *a, const void *b) { double x = *(const double *)a, y 
 #if IMRET__X86
 /* 12 independent FMA chains (2 FMA/cycle x 4-5 cycles latency is covered) at the width of the
    dispatched micro-kernel, so %peak compares like with like. */
-#define CHAINS(T, FMA, SET1, ADD, STORE)                                                  \
-    T a[12], m = SET1(0.999999f), c = SET1(1e-7f);                                        \
-    long i;                                                                               \
-    int j;                                                                                \
-    float out[16];                                                                        \
-    for (j = 0; j < 12; j++) a[j] = SET1(1.0f + 0.1f * j);                                \
-    for (i = 0; i < iters; i++)                                                           \
-        for (j = 0; j < 12; j++) a[j] = FMA(a[j], m, c);                                  \
-    for (j = 1; j < 12; j++) a[0] = ADD(a[0], a[j]);                                      \
-    STORE(out, a[0]);                                                                     \
+#define CHAINS(T, FMA, SET1, ADD, STORE)                                                    \
+    T a0 = SET1(1.0f), a1 = SET1(1.1f), a2 = SET1(1.2f), a3 = SET1(1.3f), a4 = SET1(1.4f),  \
+      a5 = SET1(1.5f), a6 = SET1(1.6f), a7 = SET1(1.7f), a8 = SET1(1.8f), a9 = SET1(1.9f),  \
+      a10 = SET1(2.0f), a11 = SET1(2.1f), m = SET1(0.999999f), c = SET1(1e-7f);             \
+    long i;                                                                                  \
+    float out[16];                                                                           \
+    for (i = 0; i < iters; i++) { /* named variables: an array may be kept in memory */     \
+        a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);     \
+        a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);     \
+        a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c); \
+    }                                                                                        \
+    a0 = ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7)));                  \
+    a0 = ADD(a0, ADD(ADD(a8, a9), ADD(a10, a11)));                                           \
+    STORE(out, a0);                                                                          \
     return out[0];
 IMRET__AVX2 static float fma_chains256(long iters) { CHAINS(__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_storeu_ps) }
 IMRET__AVX512 static float fma_chains512(long iters) { CHAINS(__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_storeu_ps) }
@@ -63,7 +67,7 @@ int main(int argc, char **argv) {
         long N = (long)ow * ow;
         size_t nin = (size_t)ic * hw * hw, i;
         float *x = malloc(nin * 4), *wt = malloc((size_t)oc * K * 4), *wp = calloc(imret__wp_floats(oc, K), 4);
-        float *bias = calloc(oc, 4), *o = malloc((size_t)oc * N * 4), *pack = malloc(IMRET__PACK_FLOATS * 4);
+        float *bias = calloc(oc, 4), *o = malloc((size_t)oc * N * 4), *pack = malloc(imret__gemm_plan(oc, N, K, 1, NULL, NULL) * 4);
         double t[64], flop = 2.0 * oc * K * N;
         imret__epilogue ep;
         imret__bsrc src;

@@ -100,7 +100,7 @@ static int test_gemm(void) {
                             imret__bsrc src;
                             if (imret__out_dim(h, k, stride, pad) < 1 || imret__out_dim(w, k, stride, pad) < 1) continue;
                             case_make(&c, chans[ci], chans[(ci * 3 + ki + si) % 7], h, w, k, stride, pad, (ci + si) & 1, (ki + stride) & 1);
-                            pack = (float *)malloc(2 * IMRET__PACK_FLOATS * 4);
+                            pack = (float *)malloc(imret__gemm_plan(c.out_c, c.N, c.K, 2, NULL, NULL) * 4); /* covers 1 thread too */
                             src.in = c.x; src.c = c.in_c; src.h = h; src.w = w; src.k = k; src.stride = stride; src.pad = pad; src.ow = c.ow;
                             imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
                             imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
