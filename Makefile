@@ -167,7 +167,7 @@ include tests/fuzz/Makefile.inc
 $(BUILD)/bench_index: bench/bench_index.c imret.h | $(BUILD)
 	$(CC) $(CPPFLAGS) -O2 $(OMP) $< -o $@ $(LDLIBS)
 
-bench-index: $(BUILD)/bench_index
+bench-index: bench-deps $(BUILD)/bench_index
 	$(BUILD)/bench_index $(BENCH_INDEX_ARGS)
 
 # end-to-end indexing throughput: ./imret index vs the same pipeline in PyTorch (2 threads)

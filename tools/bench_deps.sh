@@ -1,7 +1,9 @@
 #!/bin/sh
 # bench_deps.sh -- install the anchors of `make bench` idempotently (a no-op when present):
 #   Debian: python3-torch, python3-torchvision (PyTorch anchor, model export and .imw
-#           conversion; torch.onnx.export needs no python3-onnx), nodejs + npm;
+#           conversion; torch.onnx.export needs no python3-onnx), nodejs + npm,
+#           libopenblas0-pthread (it becomes libblas.so.3: FAISS's batched IndexFlatIP and
+#           PyTorch's linear layers on Debian's reference BLAS would be unrealistically slow);
 #   npm:    onnxruntime-node (version pinned in bench/package.json) into bench/node_modules,
 #           with --ignore-scripts: its install script fetches a GPU build from outside the
 #           registry and fails here; the CPU library ships inside the package.
@@ -10,7 +12,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 need=""
-for p in python3-torch python3-torchvision; do
+for p in python3-torch python3-torchvision python3-faiss libopenblas0-pthread; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
 done
 command -v node >/dev/null 2>&1 || need="$need nodejs"
