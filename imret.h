@@ -49,7 +49,7 @@
        [impl: kernels (scalar)]         conv (im2col + GEMM), pools, linear
        [impl: kernels (x86 SIMD)]       packed GEMM micro-kernels (AVX2, AVX-512; NEON beside them)
        [impl: kernels (Winograd)]       F(4x4,3x3) for 3x3 stride-1 convolutions
-       [impl: kernels (int8)]           int8 x uint7 convolution (oracle, AVX2, AVX-512 VNNI), bf16 rounding
+       [impl: kernels (int8)]           int8 x uint7 convolution (oracle, AVX2, AVX-512 VNNI); bf16 (AVX512_BF16)
        [impl: weight file]              .imw parsing and validation
        [impl: models]                   VGG / ResNet tables, BN folding, model load
        [impl: forward pass]             workspace planning, trunk, classifier heads
@@ -278,11 +278,14 @@ typedef enum imret_precision {
     IMRET_PRECISION_INT8 = 1, /* convolutions after the first block in int8 x uint7 with int32
                                  sums: per-output-channel weight scales, per-tensor activation
                                  clipping values calibrated into the file (tools/calibrate.c) */
-    IMRET_PRECISION_BF16 = 2  /* bf16 weights x bf16 activations, fp32 sums (the arithmetic of
-                                 AVX512_BF16 vdpbf16ps), emulated: activations are rounded to
-                                 bf16 before each convolution and the fp32 kernels run, so it
-                                 is no faster than fp32. Needs weights that are bf16 values
-                                 after loading: requantise.py --dtype bf16 (folds BatchNorm) */
+    IMRET_PRECISION_BF16 = 2  /* bf16 weights x bf16 activations, fp32 sums. With AVX512_BF16
+                                 (and simd AUTO/AVX512) every convolution runs on vdpbf16ps,
+                                 about 2x fp32 (README); elsewhere it is emulated: activations
+                                 are rounded to bf16 and the fp32 kernels run, no faster than
+                                 fp32. Needs weights that are bf16 values after loading:
+                                 requantise.py --dtype bf16 (folds BatchNorm); such a model
+                                 also keeps a packed bf16 copy of its weights (+50 % RAM)
+                                 when the CPU has AVX512_BF16 */
 } imret_precision;
 
 typedef struct imret_context_config {
@@ -1872,10 +1875,13 @@ static imret__kernels imret__kernels_for(imret_simd level) {
 
 /* [reduced precision] x -> the nearest bf16 value (ties to even), kept as a float: BF16 precision. Inputs are
    finite. */
-static float imret__bf16_round(float x) {
+static uint16_t imret__bf16_bits(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static float imret__bf16_round(float x) {
+    uint32_t u = (uint32_t)imret__bf16_bits(x) << 16;
     memcpy(&x, &u, 4);
     return x;
 }
@@ -2062,42 +2068,79 @@ IMRET__AVX2 static void imret__ukr8_avx2(int kg, const int8_t *a, const uint8_t 
     }
 }
 
-/* 4 x 64 on AVX-512 VNNI: vpdpbusd does the 4 u8 x s8 products and the int32 sum in one
-   instruction, 16 zmm accumulators. Compiled when the compiler knows avx512vnni; NOT RUN on
-   the development machine (AVX2 only): untested. */
-#define IMRET__VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
-IMRET__VNNI static void imret__ukr8_vnni(int kg, const int8_t *a, const uint8_t *b, float *c, size_t ldc, int mr, int nr,
-                                         const float *dq, const float *bias, const float *res, int relu) {
-    __m512i acc[4][4];
-    __mmask16 mk[4];
-    int r, i, j;
-    for (i = 0; i < 4; i++)
-        for (j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_si512();
+/* The 4 x 64 AVX-512 tile shared by the VNNI and BF16 kernels: per K group, 4 zmm of B
+   (64 pixels x 4 bytes) times each row's broadcast 4 bytes (4 int8 weights / 2 bf16 weights),
+   16 accumulators named one by one so they stay in registers (an acc[4][4] array was kept
+   on the stack by gcc 12, a load and a store per instruction: int8 ran at 1.44x fp32 with it,
+   2.5x without, bench_quant ResNet-50, 1 thread, Zen 5). T: accumulator type; OP(acc, b, w). */
+#define IMRET__TILE4X64(T, ZERO, OP)                                                                          \
+    T c00 = ZERO, c01 = ZERO, c02 = ZERO, c03 = ZERO, c10 = ZERO, c11 = ZERO, c12 = ZERO, c13 = ZERO;         \
+    T c20 = ZERO, c21 = ZERO, c22 = ZERO, c23 = ZERO, c30 = ZERO, c31 = ZERO, c32 = ZERO, c33 = ZERO;         \
+    int r;                                                                                                    \
+    for (r = 0; r < kg; r++) {                                                                                \
+        __m512i b0 = _mm512_loadu_si512((const void *)b), b1 = _mm512_loadu_si512((const void *)(b + 64));    \
+        __m512i b2 = _mm512_loadu_si512((const void *)(b + 128)), b3 = _mm512_loadu_si512((const void *)(b + 192)); \
+        __m512i w0 = _mm512_set1_epi32(imret__ld32(a)), w1 = _mm512_set1_epi32(imret__ld32(a + 4));           \
+        __m512i w2 = _mm512_set1_epi32(imret__ld32(a + 8)), w3 = _mm512_set1_epi32(imret__ld32(a + 12));      \
+        c00 = OP(c00, b0, w0); c01 = OP(c01, b1, w0); c02 = OP(c02, b2, w0); c03 = OP(c03, b3, w0);           \
+        c10 = OP(c10, b0, w1); c11 = OP(c11, b1, w1); c12 = OP(c12, b2, w1); c13 = OP(c13, b3, w1);           \
+        c20 = OP(c20, b0, w2); c21 = OP(c21, b1, w2); c22 = OP(c22, b2, w2); c23 = OP(c23, b3, w2);           \
+        c30 = OP(c30, b0, w3); c31 = OP(c31, b1, w3); c32 = OP(c32, b2, w3); c33 = OP(c33, b3, w3);           \
+        a += 16;                                                                                              \
+        b += 256;                                                                                             \
+    }
+
+/* Epilogue of a 4 x 64 tile: v[i][j] = row i, pixels 16j..16j+15, already scaled. */
+IMRET__AVX512 static void imret__store_4x64(__m512 v[4][4], float *c, size_t ldc, int mr, int nr, const float *bias,
+                                             const float *res, int relu) {
+    int i, j;
     for (j = 0; j < 4; j++) {
         int n = nr - 16 * j;
-        mk[j] = (__mmask16)(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
-    }
-    for (r = 0; r < kg; r++) {
-        __m512i b0 = _mm512_loadu_si512((const void *)b), b1 = _mm512_loadu_si512((const void *)(b + 64));
-        __m512i b2 = _mm512_loadu_si512((const void *)(b + 128)), b3 = _mm512_loadu_si512((const void *)(b + 192));
-        for (i = 0; i < 4; i++) {
-            __m512i w = _mm512_set1_epi32(imret__ld32(a + 4 * i));
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], b0, w);
-            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], b1, w);
-            acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], b2, w);
-            acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], b3, w);
+        __mmask16 mk = (__mmask16)(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
+        for (i = 0; i < mr; i++) {
+            __m512 x = v[i][j];
+            if (bias) x = _mm512_add_ps(x, _mm512_set1_ps(bias[i]));
+            if (res) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, res + (size_t)i * ldc + 16 * j));
+            if (relu) x = _mm512_max_ps(x, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(c + (size_t)i * ldc + 16 * j, mk, x);
         }
-        a += 16;
-        b += 256;
     }
-    for (i = 0; i < mr; i++)
-        for (j = 0; j < 4; j++) {
-            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[i][j]), _mm512_set1_ps(dq[i]));
-            if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[i]));
-            if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk[j], res + (size_t)i * ldc + 16 * j));
-            if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(c + (size_t)i * ldc + 16 * j, mk[j], v);
-        }
+}
+
+/* 4 x 64 on AVX-512 VNNI: vpdpbusd does the 4 u8 x s8 products and the int32 sum in one
+   instruction. */
+#define IMRET__VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+#define IMRET__DPBUSD(acc, bv, wv) _mm512_dpbusd_epi32(acc, bv, wv)
+IMRET__VNNI static void imret__ukr8_vnni(int kg, const int8_t *a, const uint8_t *b, float *c, size_t ldc, int mr, int nr,
+                                         const float *dq, const float *bias, const float *res, int relu) {
+    IMRET__TILE4X64(__m512i, _mm512_setzero_si512(), IMRET__DPBUSD)
+    {
+        __m512 v[4][4], s;
+#define IMRET__SCALE8(i, x0, x1, x2, x3)                                                                  \
+        s = _mm512_set1_ps(dq[i < mr ? i : 0]);                                                           \
+        v[i][0] = _mm512_mul_ps(_mm512_cvtepi32_ps(x0), s); v[i][1] = _mm512_mul_ps(_mm512_cvtepi32_ps(x1), s); \
+        v[i][2] = _mm512_mul_ps(_mm512_cvtepi32_ps(x2), s); v[i][3] = _mm512_mul_ps(_mm512_cvtepi32_ps(x3), s);
+        IMRET__SCALE8(0, c00, c01, c02, c03) IMRET__SCALE8(1, c10, c11, c12, c13)
+        IMRET__SCALE8(2, c20, c21, c22, c23) IMRET__SCALE8(3, c30, c31, c32, c33)
+#undef IMRET__SCALE8
+        imret__store_4x64(v, c, ldc, mr, nr, bias, res, relu);
+    }
+}
+
+/* 4 x 64 on AVX512_BF16 ([bf16 inference] below): vdpbf16ps adds the 2 bf16 x bf16 products
+   of a 4-byte pair to an fp32 lane. dq is unused (the sums are the outputs). */
+#define IMRET__BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define IMRET__DPBF16(acc, bv, wv) _mm512_dpbf16_ps(acc, (__m512bh)(bv), (__m512bh)(wv))
+IMRET__BF16 static void imret__ukrbf_avx512(int kg, const int8_t *a, const uint8_t *b, float *c, size_t ldc, int mr,
+                                            int nr, const float *dq, const float *bias, const float *res, int relu) {
+    IMRET__TILE4X64(__m512, _mm512_setzero_ps(), IMRET__DPBF16)
+    {
+        __m512 v[4][4];
+        v[0][0] = c00; v[0][1] = c01; v[0][2] = c02; v[0][3] = c03; v[1][0] = c10; v[1][1] = c11; v[1][2] = c12; v[1][3] = c13;
+        v[2][0] = c20; v[2][1] = c21; v[2][2] = c22; v[2][3] = c23; v[3][0] = c30; v[3][1] = c31; v[3][2] = c32; v[3][3] = c33;
+        (void)dq;
+        imret__store_4x64(v, c, ldc, mr, nr, bias, res, relu);
+    }
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -2110,30 +2153,41 @@ typedef struct imret__kernels8 {
     const char *name;
 } imret__kernels8;
 
-static imret__kernels8 imret__kernels8_for(imret_simd level) {
+/* The int8 (bf16 = 0) or bf16 (bf16 = 1) micro-kernel for a dispatch level. nr = 0: none;
+   int8 then runs the scalar oracle, BF16 precision is emulated (inputs rounded to bf16, fp32
+   kernels). */
+static imret__kernels8 imret__kernels8_for(imret_simd level, int bf16) {
     imret__kernels8 k;
     memset(&k, 0, sizeof k);
-    k.name = "scalar";
+    k.name = bf16 ? "emulated" : "scalar";
     level = imret__simd_resolve(level);
 #if IMRET__X86
-    if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_VNNI)) { k.nr = 64; k.ukr = imret__ukr8_vnni; k.name = "avx512-vnni"; }
-    else if (level == IMRET_SIMD_AVX2 || level == IMRET_SIMD_AVX512) { k.nr = 16; k.ukr = imret__ukr8_avx2; k.name = "avx2"; }
+    if (bf16) {
+        if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_BF16)) { k.nr = 64; k.ukr = imret__ukrbf_avx512; k.name = "avx512-bf16"; }
+    } else if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_VNNI)) {
+        k.nr = 64; k.ukr = imret__ukr8_vnni; k.name = "avx512-vnni";
+    } else if (level == IMRET_SIMD_AVX2 || level == IMRET_SIMD_AVX512) {
+        k.nr = 16; k.ukr = imret__ukr8_avx2; k.name = "avx2";
+    }
 #endif
     return k;
 }
 
-/* The int8 convolution on a micro-kernel: tiles of (B block of nc pixels) x (range of weight
-   panels), each B block packed once per tile by imret__pack_b over the grouped input. pack
-   holds threads x (kg * imret__i8_nc) floats. */
-static void imret__conv_i8_fast(const imret__kernels8 *k8, const int8_t *wq, const float *dq, int in_c, int out_c, int k,
-                                int stride, int pad, const uint8_t *xq, int h, int w, float *out,
+/* The int8 (and bf16) convolution on a micro-kernel: tiles of (B block of nc pixels) x (range
+   of weight panels), each B block packed once per tile by imret__pack_b over the grouped
+   input. group: input channels per uint32 (4 int8, 2 bf16); wq: the weight panels (16 bytes
+   per K group); dq: int8 output scales (NULL for bf16). pack holds threads x (kg *
+   imret__i8_nc) floats. */
+static void imret__conv_i8_fast(const imret__kernels8 *k8, int group, const void *wq, const float *dq, int in_c,
+                                int out_c, int k, int stride, int pad, const uint8_t *xq, int h, int w, float *out,
                                 const imret__epilogue *ep, float *pack, int threads) {
-    int oh = imret__out_dim(h, k, stride, pad), ow = imret__out_dim(w, k, stride, pad), kg = imret__conv_kg(in_c, k);
+    int oh = imret__out_dim(h, k, stride, pad), ow = imret__out_dim(w, k, stride, pad);
+    int kg = (in_c + group - 1) / group * k * k;
     int nr = k8->nr, nc = imret__i8_nc(kg, nr), panels = (out_c + IMRET__MR8 - 1) / IMRET__MR8, chunks = 1;
     long N = (long)oh * ow, nblocks = (N + nc - 1) / nc, tiles, t;
     imret__bsrc src;
     src.in = (const float *)(const void *)xq; /* uint32 groups moved as floats (see above) */
-    src.c = (in_c + 3) / 4; src.h = h; src.w = w; src.k = k; src.stride = stride; src.pad = pad; src.ow = ow;
+    src.c = (in_c + group - 1) / group; src.h = h; src.w = w; src.k = k; src.stride = stride; src.pad = pad; src.ow = ow;
     while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
     tiles = nblocks * chunks;
     (void)threads;
@@ -2154,8 +2208,8 @@ static void imret__conv_i8_fast(const imret__kernels8 *k8, const int8_t *wq, con
             int m0 = p * IMRET__MR8, mr = out_c - m0 < IMRET__MR8 ? out_c - m0 : IMRET__MR8;
             for (j = 0; j * nr < ncur; j++) {
                 long col = n0 + (long)j * nr;
-                k8->ukr(kg, wq + (size_t)p * kg * 16, (const uint8_t *)(const void *)(bp + (size_t)j * kg * nr),
-                        out + (size_t)m0 * N + col, (size_t)N, mr, ncur - j * nr < nr ? ncur - j * nr : nr, dq + m0,
+                k8->ukr(kg, (const int8_t *)wq + (size_t)p * kg * 16, (const uint8_t *)(const void *)(bp + (size_t)j * kg * nr),
+                        out + (size_t)m0 * N + col, (size_t)N, mr, ncur - j * nr < nr ? ncur - j * nr : nr, dq ? dq + m0 : NULL,
                         ep->bias ? ep->bias + m0 : NULL, ep->residual ? ep->residual + (size_t)m0 * N + col : NULL, ep->relu);
             }
         }
@@ -2188,6 +2242,73 @@ static int imret__quantise_weights(const float *w, int out_c, int in_c, int k, f
     *wq_out = wq;
     *dq_out = dq;
     return 1;
+}
+
+/* [bf16 inference] IMRET_PRECISION_BF16 with AVX512_BF16: the int8 machinery above with 2
+   bf16 channels per uint32 instead of 4 uint7 ones. The input is paired per pixel
+   (imret__pair_bf16: uint32 (g*H*W + p) = bf16(channel 2g) | bf16(channel 2g+1) << 16,
+   rounded to nearest even as imret__bf16_round), B is its implicit im2col packed by
+   imret__pack_b, the weights are packed at model load (imret__pack_bf16_weights) in panels
+   of 4 output channels x 2 input channels per tap, 16 bytes per K group as for int8, and
+   imret__ukrbf_avx512 sums in fp32. Every product is exact in fp32, so the result differs
+   from the emulated path (bf16 inputs, fp32 kernels) only in summation order. */
+
+/* Number of K groups of a bf16 convolution: 2 input channels x one tap. */
+static int imret__conv_kg2(int in_c, int k) { return (in_c + 1) / 2 * k * k; }
+
+/* bf16 weight panel layout (uint16 index): panel oc/4, group r = ((ic/2)*k + ky)*k + kx,
+   8 values per group: 2*(oc%4) + ic%2. Channels beyond in_c/out_c are zero. */
+static size_t imret__wb_index(int kg, int k, int oc, int ic, int ky, int kx) {
+    size_t r = ((size_t)(ic / 2) * k + ky) * k + kx;
+    return ((size_t)(oc / IMRET__MR8) * kg + r) * 8 + (size_t)(oc % IMRET__MR8) * 2 + ic % 2;
+}
+
+/* The packed fp32 weights of a convolution (imret__wp_at) -> bf16 panels; NULL when out of
+   memory. Exact when the weights are bf16 values (imret_model.weights_bf16). */
+static uint16_t *imret__pack_bf16_weights(const float *wp, int out_c, int in_c, int k) {
+    int kg = imret__conv_kg2(in_c, k), K = in_c * k * k, oc, ic, t;
+    uint16_t *wb = (uint16_t *)imret__calloc((size_t)(out_c + IMRET__MR8 - 1) / IMRET__MR8 * kg, 16);
+    if (!wb) return NULL;
+    for (oc = 0; oc < out_c; oc++)
+        for (ic = 0; ic < in_c; ic++)
+            for (t = 0; t < k * k; t++)
+                wb[imret__wb_index(kg, k, oc, ic, t / k, t % k)] = imret__bf16_bits(imret__wp_at(wp, K, oc, ic * k * k + t));
+    return wb;
+}
+
+#if IMRET__X86
+/* 16 pixels of a channel pair -> 16 uint32, the same integer rounding as imret__bf16_bits. */
+IMRET__AVX512 static void imret__pair_bf16_avx512(const float *p0, const float *p1, uint32_t *dst) {
+    const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    __m512i u0 = _mm512_castps_si512(_mm512_loadu_ps(p0)), u1 = _mm512_castps_si512(_mm512_loadu_ps(p1));
+    u0 = _mm512_srli_epi32(_mm512_add_epi32(u0, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(u0, 16), one))), 16);
+    u1 = _mm512_add_epi32(u1, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(u1, 16), one)));
+    u1 = _mm512_slli_epi32(_mm512_srli_epi32(u1, 16), 16);
+    _mm512_storeu_si512((void *)dst, _mm512_or_si512(u0, u1));
+}
+#endif
+
+/* in: C x H x W floats -> out: (C+1)/2 planes of paired bf16 (see above); simd: AVX-512. */
+static void imret__pair_bf16(const float *in, int c, size_t hw, uint32_t *out, int simd, int threads) {
+    long groups = (c + 1) / 2, g;
+    (void)threads; (void)simd;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#endif
+    for (g = 0; g < groups; g++) {
+        const float *p0 = in + (size_t)g * 2 * hw, *p1 = p0 + hw;
+        uint32_t *dst = out + (size_t)g * hw;
+        size_t p = 0;
+        if (2 * g + 1 >= c) { /* odd c: the missing channel is zero */
+            for (; p < hw; p++) dst[p] = imret__bf16_bits(p0[p]);
+            continue;
+        }
+#if IMRET__X86
+        if (simd)
+            for (; p + 16 <= hw; p += 16) imret__pair_bf16_avx512(p0 + p, p1 + p, dst + p);
+#endif
+        for (; p < hw; p++) dst[p] = imret__bf16_bits(p0[p]) | (uint32_t)imret__bf16_bits(p1[p]) << 16;
+    }
 }
 
 /* ======================================================================================
@@ -2493,6 +2614,8 @@ typedef struct imret__conv {
     float act_scale;
     int8_t *wq; /* packed int8 weights (imret__wq_index)         */
     float *dq;  /* out_c: weight step * act_scale                 */
+    uint16_t *wb; /* bf16 weight panels (imret__wb_index) when the model's weights are bf16
+                     values and the CPU has AVX512_BF16, else NULL */
     char name[40];
 } imret__conv;
 
@@ -2760,9 +2883,17 @@ static imret_result imret__load_fc(imret__loader *L, const char *name, int in_n,
 }
 
 static void imret__conv_free(imret__conv *c) {
-    IMRET_FREE(c->w); IMRET_FREE(c->b); IMRET_FREE(c->wq); IMRET_FREE(c->dq);
+    IMRET_FREE(c->w); IMRET_FREE(c->b); IMRET_FREE(c->wq); IMRET_FREE(c->dq); IMRET_FREE(c->wb);
     c->w = c->b = c->dq = NULL;
     c->wq = NULL;
+    c->wb = NULL;
+}
+
+/* The bf16 weight panels of a loaded convolution (none for absent ones: w == NULL). */
+static imret_result imret__conv_bf16(imret__conv *cv) {
+    if (!cv->w) return IMRET_OK;
+    cv->wb = imret__pack_bf16_weights(cv->w, cv->out_c, cv->in_c, cv->k);
+    return cv->wb ? IMRET_OK : imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory packing %s as bf16", cv->name);
 }
 
 IMRET_DEF void imret_model_free(imret_model *m) {
@@ -2932,6 +3063,17 @@ static imret_result imret__model_from_imw(const imret__imw *w, imret_model **out
         goto done;
     }
     (void)nf;
+    if (m->weights_bf16 && imret__kernels8_for(IMRET_SIMD_AUTO, 1).nr) { /* native bf16 ([bf16 inference]) */
+        int b;
+        for (i = 0; i < m->n_convs && rc == IMRET_OK; i++) rc = imret__conv_bf16(&m->convs[i]);
+        if (!m->is_vgg && rc == IMRET_OK) rc = imret__conv_bf16(&m->stem);
+        for (b = 0; b < m->n_blocks && rc == IMRET_OK; b++) {
+            imret__block *B = &m->blocks[b];
+            if ((rc = imret__conv_bf16(&B->c1)) == IMRET_OK && (rc = imret__conv_bf16(&B->c2)) == IMRET_OK &&
+                (rc = imret__conv_bf16(&B->c3)) == IMRET_OK)
+                rc = imret__conv_bf16(&B->down);
+        }
+    }
 done:
     IMRET_FREE(L.used);
     if (rc) imret_model_free(m);
@@ -3005,6 +3147,7 @@ struct imret_context {
     size_t ws_floats;
     imret_precision precision;
     imret__kernels8 k8;       /* int8 micro-kernel (precision INT8)                         */
+    imret__kernels8 kb;       /* bf16 micro-kernel (precision BF16); nr = 0: emulated       */
     float *calib;             /* imret_calibrate_forward: per-conv input maxima, else NULL  */
 };
 
@@ -3026,11 +3169,12 @@ typedef struct imret__run {
     size_t max_act, max_col; /* dry run: largest activation / col chunk, in floats */
     size_t max_wg;           /* dry run: largest Winograd workspace (U + per-thread blocks)   */
     size_t max_pack;         /* dry run: largest packed-B workspace (imret__gemm_plan)        */
-    size_t max_pack8;        /* dry run: largest int8 B block, in floats (uint32)  */
+    size_t max_pack8;        /* dry run: largest int8 / bf16 B block, in floats (uint32) */
     float *col, *pack, *wg;
-    float *pack8;            /* int8: threads x max_pack8 floats                    */
-    uint8_t *xq;             /* int8: the quantised input of the current conv       */
-    float *xbf;              /* bf16: the input of the current conv rounded to bf16 */
+    float *pack8;            /* int8 and native bf16: threads x max_pack8 floats          */
+    uint8_t *xq;             /* int8: the quantised input of the current conv; native
+                                bf16: its paired channels (imret__pair_bf16)               */
+    float *xbf;              /* emulated bf16: the input of the current conv rounded       */
     const imret_forward_options *opts;
 } imret__run;
 
@@ -3043,7 +3187,10 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
     long npix = (long)oh * ow, K = (long)cv->in_c * cv->k * cv->k, chunk, p0;
     int direct = cv->k == 1 && cv->stride == 1 && cv->pad == 0, fast = R->ctx->kern.nr > 0;
     long tiles = (long)((oh + 3) / 4) * ((ow + 3) / 4);
-    int wino = fast && cv->k == 3 && cv->stride == 1 && R->ctx->wg_min_tiles && tiles >= R->ctx->wg_min_tiles &&
+    /* native bf16 on every layer: it ran ResNet-50 in 35 ms where bf16 on the direct layers
+       and fp32 Winograd on the others took 48 (fp32: 70-74; bench_quant, 1 thread, Zen 5) */
+    int bf16 = R->ctx->precision == IMRET_PRECISION_BF16 && R->ctx->kb.nr && cv->wb;
+    int wino = fast && !bf16 && cv->k == 3 && cv->stride == 1 && R->ctx->wg_min_tiles && tiles >= R->ctx->wg_min_tiles &&
                (cv->in_c >= IMRET__WG_MIN_IN || R->ctx->wg_min_tiles == 1);
     size_t wg_u = wino ? imret__wg_u_floats(cv->out_c, cv->in_c) : 0;
     imret__epilogue ep;
@@ -3063,9 +3210,9 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
         }
         if (wino && wg_u + (size_t)R->ctx->threads * imret__wg_thread_floats(cv->out_c, cv->in_c, R->ctx->kern.nr) > R->max_wg)
             R->max_wg = wg_u + (size_t)R->ctx->threads * imret__wg_thread_floats(cv->out_c, cv->in_c, R->ctx->kern.nr);
-        if (R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq && R->ctx->k8.nr) {
-            int kg = imret__conv_kg(cv->in_c, cv->k);
-            size_t b8 = (size_t)kg * imret__i8_nc(kg, R->ctx->k8.nr);
+        if ((R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq && R->ctx->k8.nr) || bf16) {
+            int kg = bf16 ? imret__conv_kg2(cv->in_c, cv->k) : imret__conv_kg(cv->in_c, cv->k);
+            size_t b8 = (size_t)kg * imret__i8_nc(kg, bf16 ? R->ctx->kb.nr : R->ctx->k8.nr);
             if (b8 > R->max_pack8) R->max_pack8 = b8;
         }
         return;
@@ -3079,6 +3226,12 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
         for (i = 0; i < n; i++) mx = in[i] > mx ? in[i] : mx;
         R->ctx->calib[cv->qidx] = mx;
     }
+    if (bf16) {
+        imret__pair_bf16(in, cv->in_c, (size_t)h * w, (uint32_t *)(void *)R->xq, 1, R->ctx->threads);
+        imret__conv_i8_fast(&R->ctx->kb, 2, cv->wb, NULL, cv->in_c, cv->out_c, cv->k, cv->stride, cv->pad, R->xq, h, w, out,
+                            &ep, R->pack8, R->ctx->threads);
+        return;
+    }
     if (R->ctx->precision == IMRET_PRECISION_BF16) {
         imret__round_bf16(in, R->xbf, (size_t)cv->in_c * h * w, R->ctx->threads);
         in = R->xbf;
@@ -3087,7 +3240,7 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
         imret__quantise_input(in, cv->in_c, (size_t)h * w, cv->act_scale, R->xq, R->ctx->kern.level >= IMRET_SIMD_AVX2 &&
                               R->ctx->kern.level != IMRET_SIMD_NEON, R->ctx->threads);
         if (R->ctx->k8.nr)
-            imret__conv_i8_fast(&R->ctx->k8, cv->wq, cv->dq, cv->in_c, cv->out_c, cv->k, cv->stride, cv->pad, R->xq, h, w,
+            imret__conv_i8_fast(&R->ctx->k8, 4, cv->wq, cv->dq, cv->in_c, cv->out_c, cv->k, cv->stride, cv->pad, R->xq, h, w,
                                 out, &ep, R->pack8, R->ctx->threads);
         else
             imret__conv_i8_scalar(cv->wq, cv->dq, cv->in_c, cv->out_c, cv->k, cv->stride, cv->pad, R->xq, h, w, out, &ep,
@@ -3247,7 +3400,8 @@ IMRET_DEF imret_result imret_context_create(const imret_model *model, const imre
         return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_context_create: bf16 precision needs weights that are "
                                             "bf16 values after loading (tools/requantise.py --dtype bf16, BatchNorm folded)");
     ctx->precision = cfg->precision;
-    ctx->k8 = imret__kernels8_for(cfg->simd);
+    ctx->k8 = imret__kernels8_for(cfg->simd, 0);
+    ctx->kb = imret__kernels8_for(cfg->simd, 1);
     {
         const char *conv = getenv("IMRET_CONV");
         ctx->wg_min_tiles = IMRET__WG_MIN_TILES;
@@ -3289,8 +3443,8 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     pack = ctx->kern.nr ? R.max_pack : 0;
     if (ctx->precision == IMRET_PRECISION_INT8) /* B blocks + the quantised input (1 byte per value) */
         q8 = (size_t)ctx->threads * R.max_pack8 + R.max_act / 4 + 16;
-    if (ctx->precision == IMRET_PRECISION_BF16) /* the rounded input (the image: 3HW < max_act) */
-        q8 = R.max_act > (size_t)3 * x->h * x->w ? R.max_act : (size_t)3 * x->h * x->w;
+    if (ctx->precision == IMRET_PRECISION_BF16) /* B blocks (native) + the rounded or paired input */
+        q8 = (size_t)ctx->threads * R.max_pack8 + (R.max_act > (size_t)3 * x->h * x->w ? R.max_act : (size_t)3 * x->h * x->w);
     if (!imret__mul(R.max_act, 4, &act4) || !imret__add(act4, R.max_col, &need) || !imret__add(need, pack, &need) ||
         !imret__add(need, R.max_wg, &need) || !imret__add(need, IMRET__HEAD_FLOATS, &need) || !imret__add(need, q8, &need) ||
         need > ctx->max_ws / sizeof(float))
@@ -3314,7 +3468,7 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     *head = R.wg + R.max_wg;
     R.pack8 = *head + IMRET__HEAD_FLOATS;
     R.xq = (uint8_t *)(R.pack8 + (size_t)ctx->threads * R.max_pack8);
-    R.xbf = R.pack8;
+    R.xbf = R.pack8 + (size_t)ctx->threads * R.max_pack8;
     *scratch = R.col;
     R.dry = 0;
     R.opts = opts;

@@ -7,7 +7,8 @@
    more than one thread it sums the threads), the int8 speed-up, the load average, and ncnn's
    published ResNet-50 figures (one Xeon thread) for context only. bf16 storage is computed
    in fp32 (dequantised at load), so its latency equals fp32's: it is listed to show that;
-   "bf16 emulated" is IMRET_PRECISION_BF16 without AVX512_BF16 (inputs rounded, fp32 kernels). */
+   the "bf16" row is IMRET_PRECISION_BF16, labelled with its kernel: avx512-bf16 (vdpbf16ps)
+   or emulated (no AVX512_BF16: inputs rounded, fp32 kernels). */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
 #include <stdio.h>
@@ -26,7 +27,8 @@ static double loadavg(void) {
 
 int main(int argc, char **argv) {
 #define NP 4
-    const char *labels[NP] = {"fp32", "bf16 storage", "bf16 emulated", "int8"};
+    const char *labels[NP] = {"fp32", "bf16 storage", "bf16", "int8"};
+    char bf16_label[32];
     imret_precision prec[NP] = {IMRET_PRECISION_FP32, IMRET_PRECISION_FP32, IMRET_PRECISION_BF16, IMRET_PRECISION_INT8};
     int file_of[NP] = {1, 2, 2, 3};
     imret_model *m[NP];
@@ -51,6 +53,8 @@ int main(int argc, char **argv) {
         c[i] = (double *)malloc(sizeof(double) * runs);
         for (r = 0; r < 3; r++) imret_forward(ctx[i], &x, &f, NULL);
     }
+    snprintf(bf16_label, sizeof bf16_label, "bf16 %s", ctx[2]->kb.name);
+    labels[2] = bf16_label;
     l0 = loadavg();
     for (r = 0; r < runs; r++)
         for (i = 0; i < NP; i++) {
@@ -64,7 +68,7 @@ int main(int argc, char **argv) {
            threads, runs, imret_simd_name(imret_simd_detect()));
     printf("load average before/after: %.2f / %.2f (above the core count other processes were competing: wall\n"
            "times are then inflated; the process CPU time per run is less affected but still shares caches)\n", l0, l1);
-    printf("%-14s %10s %10s %9s %14s %9s %9s\n", "precision", "median ms", "min ms", "vs fp32", "CPU ms median", "vs fp32", "file MB");
+    printf("%-18s %10s %10s %9s %14s %9s %9s\n", "precision", "median ms", "min ms", "vs fp32", "CPU ms median", "vs fp32", "file MB");
     for (i = 0; i < NP; i++) {
         struct stat st;
         qsort(t[i], (size_t)runs, sizeof(double), cmpd);
@@ -72,7 +76,7 @@ int main(int argc, char **argv) {
         med[i] = t[i][runs / 2];
         cmed[i] = c[i][runs / 2];
         stat(argv[file_of[i]], &st);
-        printf("%-14s %10.1f %10.1f %8.2fx %14.1f %8.2fx %9.1f\n", labels[i], 1e3 * med[i], 1e3 * t[i][0], med[0] / med[i],
+        printf("%-18s %10.1f %10.1f %8.2fx %14.1f %8.2fx %9.1f\n", labels[i], 1e3 * med[i], 1e3 * t[i][0], med[0] / med[i],
                1e3 * cmed[i], cmed[0] / cmed[i], st.st_size / 1e6);
     }
     printf("context only (other machine, other model build): ncnn ResNet-50 on one Xeon thread: fp32 39.1 ms, int8 23.5 ms (1.66x)\n");

@@ -88,7 +88,7 @@ Q=$B/quant
 QN=20; [ -n "$IMRET_SANITIZED" ] && QN=6
 QIMGS="$(ls ../shared/data/ukbench/images/*.jpg | head -$QN) $(ls ../shared/data/paris6k_subset/paris/*/*.jpg | awk 'NR % 12 == 1' | head -$QN)"
 # int8 inference (IMRET_PRECISION_INT8) uses resnet50_int8cal.imw, calibrated on other images (Makefile).
-run "int8-kernels-vs-scalar" "$B/test_quant" --kernels
+run "int8-bf16-kernels-vs-reference" "$B/test_quant" --kernels
 run "int8-weight-file-corruptions" "$B/test_quant" --corrupt $Q/resnet50_int8cal.imw $Q/resnet50_int8.imw
 run "reduced-precision-descriptors" "$B/test_quant" --size 224 weights/resnet50.imw \
     bf16:$Q/resnet50_bf16.imw:fp32:0.999:0.99 f16:$Q/resnet50_f16.imw:fp32:0.999:0.99 \

@@ -15,7 +15,11 @@
    images): the scalar oracle vs an independent brute force over integer weights/inputs made
    here, every SIMD micro-kernel the CPU has vs the scalar oracle (bit-identical: the sums
    are exact integers and the epilogue does the same float operations), the AVX2 input
-   quantiser vs the scalar one, and 1 vs 2 threads.
+   quantiser vs the scalar one, and 1 vs 2 threads. Then the native bf16 convolution
+   (AVX512_BF16; skipped with a message on other CPUs) vs a double-precision brute force over
+   the same bf16 weights and bf16-rounded inputs (bound 1e-5 of the largest output: only the
+   fp32 summation order differs), its AVX-512 input pairing vs the scalar one and vs
+   imret__bf16_round, and 1 vs 2 threads.
 
    usage: test_quant --corrupt INT8_CALIBRATED.imw [UNCALIBRATED.imw]
    int8 weight-file corruptions (missing/mis-shaped/non-positive scales, -128, i8 on a
@@ -84,6 +88,7 @@ static void topk(const float *d, int n, int dim, int q, int *out) {
 
 static int corrupt_tests(const char *path, const char *plain);
 static int kernel_tests(void);
+static int bf16_kernel_tests(void);
 
 int main(int argc, char **argv) {
     char *imgs[MAXIMG];
@@ -92,7 +97,7 @@ int main(int argc, char **argv) {
     const char *ref;
     float *refd;
     if (argc >= 3 && !strcmp(argv[1], "--corrupt")) return corrupt_tests(argv[2], argc > 3 ? argv[3] : NULL);
-    if (argc == 2 && !strcmp(argv[1], "--kernels")) return kernel_tests();
+    if (argc == 2 && !strcmp(argv[1], "--kernels")) return kernel_tests() | bf16_kernel_tests() | (failures != 0);
     if (a + 1 < argc && !strcmp(argv[a], "--size")) { size = atoi(argv[a + 1]); a += 2; }
     if (a >= argc) { fprintf(stderr, "usage: test_quant [--size N] REF.imw SPEC... -- IMAGE...\n"); return 2; }
     ref = argv[a++];
@@ -240,6 +245,35 @@ static int corrupt_tests(const char *path, const char *plain) {
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)(rng >> 16); }
 
+/* The independent reference of both kernel tests: a direct convolution in double over
+   row-major weights wd [oc][ic][ky][kx] and planar inputs xd [ic][y][x], each sum times
+   scale[oc] (NULL: 1), then bias, residual, ReLU as ep says. Returns max |output|. */
+static double brute_conv(const double *wd, const double *xd, const double *scale, int ic_n, int oc_n, int k, int st, int pad,
+                         int h, int w, const imret__epilogue *ep, float *out) {
+    int oh = imret__out_dim(h, k, st, pad), ow = imret__out_dim(w, k, st, pad), oc, oy, ox, ic, ky, kx;
+    size_t npix = (size_t)oh * ow, per = (size_t)ic_n * k * k;
+    double maxref = 1e-30;
+    for (oc = 0; oc < oc_n; oc++)
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                double v = 0.0;
+                size_t p = (size_t)oy * ow + ox;
+                for (ic = 0; ic < ic_n; ic++)
+                    for (ky = 0; ky < k; ky++)
+                        for (kx = 0; kx < k; kx++) {
+                            int iy = oy * st - pad + ky, ix = ox * st - pad + kx;
+                            if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                                v += wd[oc * per + ((size_t)ic * k + ky) * k + kx] * xd[((size_t)ic * h + iy) * w + ix];
+                        }
+                if (scale) v *= scale[oc];
+                v += (ep->bias ? ep->bias[oc] : 0) + (ep->residual ? ep->residual[(size_t)oc * npix + p] : 0);
+                if (ep->relu && v < 0) v = 0;
+                out[(size_t)oc * npix + p] = (float)v;
+                if (fabs(v) > maxref) maxref = fabs(v);
+            }
+    return maxref;
+}
+
 static int kernel_tests(void) {
     static const int shapes[][7] = { /* in_c, out_c, k, stride, pad, h, w */
         {4, 1, 1, 1, 0, 1, 1},    {4, 5, 3, 1, 1, 7, 9},    {8, 7, 1, 2, 0, 13, 5},   {12, 17, 3, 2, 1, 17, 31},
@@ -260,8 +294,9 @@ static int kernel_tests(void) {
         float *res = (float *)malloc(sizeof(float) * oc_n * npix), *o_ref = (float *)malloc(sizeof(float) * oc_n * npix);
         float *o_s = (float *)malloc(sizeof(float) * oc_n * npix), *o_f = (float *)malloc(sizeof(float) * oc_n * npix);
         float act = 0.0173f, *pack;
-        int oc, ic, ky, kx, oy, ox, variant, li;
-        double maxref = 1e-30;
+        double *sa = (double *)malloc(sizeof(double) * oc_n), *qd = (double *)malloc(sizeof(double) * per * oc_n), *ud = (double *)malloc(sizeof(double) * ic_n * hw);
+        int oc, ic, variant, li;
+        double maxref;
         for (oc = 0; oc < oc_n; oc++) {
             step[oc] = (float)(1e-3 * (1 + rnd() % 1000));
             bias[oc] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
@@ -269,7 +304,9 @@ static int kernel_tests(void) {
             q[oc * per + rnd() % per] = (rnd() & 1) ? 127 : -127; /* the channel maximum: the step is recovered exactly */
             for (i = 0; i < per; i++) wf[oc * per + i] = (float)q[oc * per + i] * step[oc];
         }
-        for (i = 0; i < (size_t)ic_n * hw; i++) { u[i] = (uint8_t)(rnd() % 128); x[i] = (float)u[i] * act; }
+        for (i = 0; i < (size_t)ic_n * hw; i++) { u[i] = (uint8_t)(rnd() % 128); x[i] = (float)u[i] * act; ud[i] = u[i]; }
+        for (i = 0; i < per * oc_n; i++) qd[i] = q[i];
+        for (oc = 0; oc < oc_n; oc++) sa[oc] = (double)step[oc] * act;
         for (i = 0; i < (size_t)oc_n * npix; i++) res[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-2f;
         if (!imret__quantise_weights(wf, oc_n, ic_n, k, act, &wq, &dq)) { printf("FAIL out of memory\n"); return 1; }
         /* quantised input: scalar vs AVX2, and both == u */
@@ -286,23 +323,7 @@ static int kernel_tests(void) {
             ep.bias = variant & 1 ? bias : NULL;
             ep.residual = variant & 2 ? res : NULL;
             ep.relu = variant != 1;
-            for (oc = 0; oc < oc_n; oc++)
-                for (oy = 0; oy < oh; oy++)
-                    for (ox = 0; ox < ow; ox++) {
-                        long long acc = 0;
-                        double v;
-                        for (ic = 0; ic < ic_n; ic++)
-                            for (ky = 0; ky < k; ky++)
-                                for (kx = 0; kx < k; kx++) {
-                                    int iy = oy * st - pad + ky, ix = ox * st - pad + kx;
-                                    if (iy >= 0 && iy < h && ix >= 0 && ix < w)
-                                        acc += q[oc * per + ((size_t)ic * k + ky) * k + kx] * u[(size_t)ic * hw + (size_t)iy * w + ix];
-                                }
-                        v = (double)acc * step[oc] * act + (ep.bias ? bias[oc] : 0) + (ep.residual ? res[(size_t)oc * npix + oy * ow + ox] : 0);
-                        if (ep.relu && v < 0) v = 0;
-                        o_ref[(size_t)oc * npix + oy * ow + ox] = (float)v;
-                        if (fabs(v) > maxref) maxref = fabs(v);
-                    }
+            maxref = brute_conv(qd, ud, sa, ic_n, oc_n, k, st, pad, h, w, &ep, o_ref);
             imret__conv_i8_scalar(wq, dq, ic_n, oc_n, k, st, pad, xq, h, w, o_s, &ep, 1);
             for (i = 0; i < (size_t)oc_n * npix; i++) {
                 double e = fabs((double)o_s[i] - o_ref[i]) / maxref;
@@ -311,14 +332,14 @@ static int kernel_tests(void) {
             }
             checks++;
             for (li = 0; li < 2; li++) {
-                imret__kernels8 k8 = imret__kernels8_for(levels[li]);
+                imret__kernels8 k8 = imret__kernels8_for(levels[li], 0);
                 int kg = imret__conv_kg(ic_n, k), th;
                 if (!k8.nr || imret__simd_resolve(levels[li]) != levels[li]) continue;
                 if (li == 1 && strcmp(k8.name, "avx512-vnni")) continue;
                 pack = (float *)malloc(sizeof(float) * 2 * kg * imret__i8_nc(kg, k8.nr));
                 for (th = 1; th <= 2; th++) {
                     memset(o_f, 0xff, sizeof(float) * oc_n * npix);
-                    imret__conv_i8_fast(&k8, wq, dq, ic_n, oc_n, k, st, pad, xq, h, w, o_f, &ep, pack, th);
+                    imret__conv_i8_fast(&k8, 4, wq, dq, ic_n, oc_n, k, st, pad, xq, h, w, o_f, &ep, pack, th);
                     if (memcmp(o_f, o_s, sizeof(float) * oc_n * npix)) {
                         for (i = 0; i < (size_t)oc_n * npix && o_f[i] == o_s[i]; i++) {}
                         printf("FAIL %s shape %d variant %d threads %d: %g vs oracle %g at %lu\n", k8.name, si, variant, th, o_f[i], o_s[i], (unsigned long)i);
@@ -331,7 +352,7 @@ static int kernel_tests(void) {
         }
     next:
         free(q); free(wq); free(u); free(xq); free(xq2); free(wf); free(x); free(step); free(bias); free(dq);
-        free(res); free(o_ref); free(o_s); free(o_f);
+        free(res); free(o_ref); free(o_s); free(o_f); free(sa); free(qd); free(ud);
     }
     { /* bf16 rounding (BF16 precision) vs the nearest of the two bf16 neighbours, ties to even */
         int bad = 0, n;
@@ -354,6 +375,92 @@ static int kernel_tests(void) {
     }
     printf("int8 conv: %d comparisons on %d shapes; oracle vs brute force worst relative error %.2e; SIMD kernels (%s) "
            "bit-identical to the oracle: %s\n", checks, (int)(sizeof shapes / sizeof shapes[0]), worst_ref,
-           imret__kernels8_for(IMRET_SIMD_AUTO).name, failures ? "NO" : "yes");
+           imret__kernels8_for(IMRET_SIMD_AUTO, 0).name, failures ? "NO" : "yes");
     return failures != 0;
+}
+
+/* ---- bf16 kernels (native BF16 precision) ---- */
+/* A random value in [-scale, scale] rounded to a bf16 number (bf16 weight files hold those). */
+static float rnd_bf16(double scale) {
+    float v = (float)(((int)(rnd() % 2001) - 1000) * 1e-3 * scale);
+    return imret__bf16_round(v);
+}
+
+static int bf16_kernel_tests(void) {
+    static const int shapes[][7] = { /* in_c, out_c, k, stride, pad, h, w */
+        {1, 1, 1, 1, 0, 1, 1},    {3, 64, 7, 2, 3, 23, 19}, {7, 5, 3, 1, 1, 7, 9},   {17, 9, 3, 2, 1, 13, 11},
+        {63, 33, 1, 1, 0, 9, 14}, {65, 65, 3, 1, 1, 15, 15}, {257, 12, 1, 1, 0, 5, 7}, {16, 130, 1, 2, 0, 29, 23},
+        {2, 3, 3, 1, 0, 5, 5},    {64, 64, 3, 1, 1, 8, 8}};
+    imret__kernels8 kb = imret__kernels8_for(IMRET_SIMD_AUTO, 1);
+    int si, checks = 0, bad_pair = 0;
+    double worst = 0.0;
+    if (!kb.nr) {
+        printf("bf16 kernels: SKIPPED, this CPU has no AVX512_BF16 (BF16 precision is emulated here)\n");
+        return 0;
+    }
+    for (si = 0; si < (int)(sizeof shapes / sizeof shapes[0]); si++) {
+        int ic_n = shapes[si][0], oc_n = shapes[si][1], k = shapes[si][2], st = shapes[si][3], pad = shapes[si][4];
+        int h = shapes[si][5], w = shapes[si][6], oh = imret__out_dim(h, k, st, pad), ow = imret__out_dim(w, k, st, pad);
+        int K = ic_n * k * k, kg = imret__conv_kg2(ic_n, k), oc, ic, variant, th;
+        size_t npix = (size_t)oh * ow, hw = (size_t)h * w, i, groups = (size_t)(ic_n + 1) / 2;
+        float *wf = (float *)malloc(sizeof(float) * K * oc_n), *wp = (float *)calloc(imret__wp_floats(oc_n, K), sizeof(float));
+        float *x = (float *)malloc(sizeof(float) * ic_n * hw), *bias = (float *)malloc(sizeof(float) * oc_n);
+        float *res = (float *)malloc(sizeof(float) * oc_n * npix), *o_f = (float *)malloc(sizeof(float) * oc_n * npix);
+        float *o_2 = (float *)malloc(sizeof(float) * oc_n * npix);
+        float *pack = (float *)malloc(sizeof(float) * 2 * kg * imret__i8_nc(kg, kb.nr));
+        uint32_t *xp = (uint32_t *)malloc(sizeof(uint32_t) * groups * hw), *xs = (uint32_t *)malloc(sizeof(uint32_t) * groups * hw);
+        double *wd = (double *)malloc(sizeof(double) * K * oc_n), *xd = (double *)malloc(sizeof(double) * ic_n * hw);
+        uint16_t *wb;
+        for (i = 0; i < (size_t)K * oc_n; i++) wd[i] = wf[i] = rnd_bf16(0.5);
+        for (oc = 0; oc < oc_n; oc++) bias[oc] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+        for (i = 0; i < (size_t)ic_n * hw; i++) { /* any floats: the pairing rounds them */
+            x[i] = (float)((rnd() % 100000) * 1e-4);
+            xd[i] = imret__bf16_round(x[i]);
+        }
+        for (i = 0; i < (size_t)oc_n * npix; i++) res[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-2f;
+        imret__pack_rows(wp, K, 0, oc_n, wf);
+        wb = imret__pack_bf16_weights(wp, oc_n, ic_n, k);
+        imret__pair_bf16(x, ic_n, hw, xs, 0, 1);
+        imret__pair_bf16(x, ic_n, hw, xp, 1, 2);
+        if (memcmp(xs, xp, sizeof(uint32_t) * groups * hw)) bad_pair++;
+        for (ic = 0; ic < ic_n; ic++) /* the scalar pairing against the rounding function */
+            for (i = 0; i < hw; i++) {
+                float r = imret__bf16_round(x[(size_t)ic * hw + i]);
+                uint32_t bits;
+                memcpy(&bits, &r, 4);
+                if (((xs[(ic / 2) * hw + i] >> (16 * (ic % 2))) & 0xffffu) != bits >> 16) bad_pair++;
+            }
+        for (variant = 0; variant < 4; variant++) {
+            imret__epilogue ep;
+            double maxref, e;
+            float *ref = (float *)malloc(sizeof(float) * oc_n * npix);
+            ep.bias = variant & 1 ? bias : NULL;
+            ep.residual = variant & 2 ? res : NULL;
+            ep.relu = variant != 1;
+            maxref = brute_conv(wd, xd, NULL, ic_n, oc_n, k, st, pad, h, w, &ep, ref);
+            for (th = 1; th <= 2; th++) {
+                float *o = th == 1 ? o_f : o_2;
+                memset(o, 0xff, sizeof(float) * oc_n * npix);
+                imret__conv_i8_fast(&kb, 2, wb, NULL, ic_n, oc_n, k, st, pad, (const uint8_t *)xp, h, w, o, &ep, pack, th);
+            }
+            if (memcmp(o_f, o_2, sizeof(float) * oc_n * npix)) { printf("FAIL bf16 shape %d variant %d: 1 and 2 threads differ\n", si, variant); failures++; }
+            for (i = 0; i < (size_t)oc_n * npix; i++) {
+                e = fabs((double)o_f[i] - ref[i]) / maxref;
+                if (!(e <= 1e-5)) {
+                    printf("FAIL bf16 %s shape %d variant %d: %g vs brute force %g at %lu\n", kb.name, si, variant, o_f[i], ref[i], (unsigned long)i);
+                    failures++;
+                    break;
+                }
+                if (e > worst) worst = e;
+            }
+            checks++;
+            free(ref);
+        }
+        free(wf); free(wp); free(x); free(bias); free(res); free(o_f); free(o_2); free(pack); free(xp); free(xs); free(wb); free(wd); free(xd);
+    }
+    if (bad_pair) { printf("FAIL bf16 pairing: %d values differ (AVX-512 vs scalar vs imret__bf16_round)\n", bad_pair); failures++; }
+    printf("bf16 conv (%s): %d comparisons on %d shapes vs double brute force over the bf16 values, worst error "
+           "%.2e of the largest output (bound 1e-5); 1 and 2 threads bit-identical; AVX-512 pairing == scalar: %s\n",
+           kb.name, checks, (int)(sizeof shapes / sizeof shapes[0]), worst, bad_pair ? "NO" : "yes");
+    return 0;
 }
