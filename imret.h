@@ -2020,6 +2020,7 @@ typedef void (*imret__ukr8_fn)(int kg, const int8_t *a, const uint8_t *b, float 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized" /* C++ -O2 reports the same idiom under this name */
 #endif
 static int32_t imret__ld32(const int8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
@@ -2277,6 +2278,11 @@ static uint16_t *imret__pack_bf16_weights(const float *wp, int out_c, int in_c, 
 }
 
 #if IMRET__X86
+#if defined(__GNUC__) && !defined(__clang__) /* GCC 12's _mm512_undefined idiom in the shifts (see above) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 /* 16 pixels of a channel pair -> 16 uint32, the same integer rounding as imret__bf16_bits. */
 IMRET__AVX512 static void imret__pair_bf16_avx512(const float *p0, const float *p1, uint32_t *dst) {
     const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
@@ -2286,6 +2292,9 @@ IMRET__AVX512 static void imret__pair_bf16_avx512(const float *p0, const float *
     u1 = _mm512_slli_epi32(_mm512_srli_epi32(u1, 16), 16);
     _mm512_storeu_si512((void *)dst, _mm512_or_si512(u0, u1));
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
 
 /* in: C x H x W floats -> out: (C+1)/2 planes of paired bf16 (see above); simd: AVX-512. */
