@@ -2097,8 +2097,9 @@ IMRET__AVX2 static void imret__ukr8_avx2(int kg, const int8_t *a, const uint8_t 
 /* The 4 x 64 AVX-512 tile shared by the VNNI and BF16 kernels: per K group, 4 zmm of B
    (64 pixels x 4 bytes) times each row's broadcast 4 bytes (4 int8 weights / 2 bf16 weights),
    16 accumulators named one by one so they stay in registers (an acc[4][4] array was kept
-   on the stack by gcc 12, a load and a store per instruction: int8 ran at 1.44x fp32 with it,
-   2.5x without, bench_quant ResNet-50, 1 thread, Zen 5). T: accumulator type; OP(acc, b, w). */
+   on the stack by gcc 12, a load and a store per instruction: int8 ran at 1.44x fp32 with it
+   and 2.5x without in an earlier session's bench_quant, 2.27x on 2026-12-06; ResNet-50, 1
+   thread, Zen 5). T: accumulator type; OP(acc, b, w). */
 #define IMRET__TILE4X64(T, ZERO, OP)                                                                          \
     T c00 = ZERO, c01 = ZERO, c02 = ZERO, c03 = ZERO, c10 = ZERO, c11 = ZERO, c12 = ZERO, c13 = ZERO;         \
     T c20 = ZERO, c21 = ZERO, c22 = ZERO, c23 = ZERO, c30 = ZERO, c31 = ZERO, c32 = ZERO, c33 = ZERO;         \
