@@ -226,6 +226,24 @@ typedef enum imret_arch {
     IMRET_ARCH_COUNT
 } imret_arch;
 
+/* Arithmetic of the convolutions (weights in any file dtype are dequantised to fp32 at load;
+   this chooses how the forward pass computes). See weights/FORMAT.md and the README. */
+typedef enum imret_precision {
+    IMRET_PRECISION_FP32 = 0, /* fp32 everywhere (default)                                     */
+    IMRET_PRECISION_INT8 = 1, /* convolutions after the first block in int8 x uint7 with int32
+                                 sums: per-output-channel weight scales, per-tensor activation
+                                 clipping values calibrated into the file (tools/calibrate.c) */
+    IMRET_PRECISION_BF16 = 2  /* bf16 weights x bf16 activations, fp32 sums. With AVX512_BF16
+                                 (and simd AUTO/AVX512) every convolution runs on vdpbf16ps,
+                                 about 2x fp32 (README); elsewhere it is emulated: activations
+                                 are rounded to bf16 and the fp32 kernels run, no faster than
+                                 fp32. Needs weights that are bf16 values after loading:
+                                 requantise.py --dtype bf16 (folds BatchNorm); such a model
+                                 also keeps a packed bf16 copy of its weights (+50 % RAM)
+                                 when the CPU has AVX512_BF16, unless it is loaded with
+                                 imret_model_config.precision = BF16 (then only that copy) */
+} imret_precision;
+
 typedef struct imret_model_config {
     int use_mmap;             /* 1 (default): map the file read-only and drop its pages as the
                                  weights are packed, so loading peaks near the model size;
@@ -233,6 +251,14 @@ typedef struct imret_model_config {
                                  file may be truncated while loading: a mapping then faults) */
     size_t max_file_bytes;    /* refuse larger files; default 2 GiB                          */
     int skip_checksum;        /* 1: do not verify the CRC (faster load of trusted files)     */
+    imret_precision precision; /* FP32 (default): the model keeps fp32 weights and serves
+                                 contexts of every precision. INT8 / BF16: loaded for that
+                                 precision only, it keeps just the weights it computes with
+                                 (int8 ResNet-50: int8 panels, ~4x less weight RAM; bf16 with
+                                 AVX512_BF16: bf16 panels, half); the file must support it
+                                 (else IMRET_ERROR_UNSUPPORTED) and contexts of any other
+                                 precision, or BF16 ones that cannot run natively (simd below
+                                 AVX512), are refused with IMRET_ERROR_UNSUPPORTED */
 } imret_model_config;
 IMRET_API imret_model_config imret_model_config_init(void);
 
@@ -270,23 +296,6 @@ IMRET_API const char *imret_arch_name(imret_arch arch);
    one model.
    ====================================================================================== */
 typedef struct imret_context imret_context;
-
-/* Arithmetic of the convolutions (weights in any file dtype are dequantised to fp32 at load;
-   this chooses how the forward pass computes). See weights/FORMAT.md and the README. */
-typedef enum imret_precision {
-    IMRET_PRECISION_FP32 = 0, /* fp32 everywhere (default)                                     */
-    IMRET_PRECISION_INT8 = 1, /* convolutions after the first block in int8 x uint7 with int32
-                                 sums: per-output-channel weight scales, per-tensor activation
-                                 clipping values calibrated into the file (tools/calibrate.c) */
-    IMRET_PRECISION_BF16 = 2  /* bf16 weights x bf16 activations, fp32 sums. With AVX512_BF16
-                                 (and simd AUTO/AVX512) every convolution runs on vdpbf16ps,
-                                 about 2x fp32 (README); elsewhere it is emulated: activations
-                                 are rounded to bf16 and the fp32 kernels run, no faster than
-                                 fp32. Needs weights that are bf16 values after loading:
-                                 requantise.py --dtype bf16 (folds BatchNorm); such a model
-                                 also keeps a packed bf16 copy of its weights (+50 % RAM)
-                                 when the CPU has AVX512_BF16 */
-} imret_precision;
 
 typedef struct imret_context_config {
     int threads;              /* OpenMP threads for this context; 0 = all cores, 1 = serial */
@@ -2681,6 +2690,9 @@ struct imret_model {
     imret__fc fc[3];
     int n_fc, num_classes, feature_channels;
     int n_quant, n_act_scales;           /* convolutions int8 inference quantises / calibrated */
+    imret_precision only;                /* FP32: serves every precision; INT8/BF16: loaded for
+                                            that one (imret_model_config.precision): convs
+                                            with int8 / bf16 panels have w == NULL           */
     int weights_bf16;                    /* every conv weight is a bf16 value after folding    */
     size_t params;
     uint64_t fingerprint;
@@ -2708,6 +2720,7 @@ typedef struct imret__loader {
     unsigned char *used; /* per tensor: consumed by the architecture */
     imret_model *m;
     int fp32_block;      /* loading convolutions int8 inference keeps in fp32 */
+    imret_precision only; /* imret_model_config.precision */
 } imret__loader;
 
 static const imret__imw_tensor *imret__need(imret__loader *L, const char *name, int ndim, const uint32_t *shape,
@@ -2882,6 +2895,10 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
         rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory quantising %s", cname);
         goto done;
     }
+    if (cv->wq && L->only == IMRET_PRECISION_INT8) { /* int8 only: the panels are all it needs */
+        IMRET_FREE(cv->w);
+        cv->w = NULL;
+    }
     imret__loader_release(L, tw);
 done:
     IMRET_FREE(tmp);
@@ -2924,11 +2941,17 @@ static void imret__conv_free(imret__conv *c) {
     c->wb = NULL;
 }
 
-/* The bf16 weight panels of a loaded convolution (none for absent ones: w == NULL). */
-static imret_result imret__conv_bf16(imret__conv *cv) {
+/* The bf16 weight panels of a loaded convolution (none for absent ones: w == NULL); drop:
+   free the fp32 weights then (a model loaded for bf16 only). */
+static imret_result imret__conv_bf16(imret__conv *cv, int drop) {
     if (!cv->w) return IMRET_OK;
     cv->wb = imret__pack_bf16_weights(cv->w, cv->out_c, cv->in_c, cv->k);
-    return cv->wb ? IMRET_OK : imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory packing %s as bf16", cv->name);
+    if (!cv->wb) return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory packing %s as bf16", cv->name);
+    if (drop) {
+        IMRET_FREE(cv->w);
+        cv->w = NULL;
+    }
+    return IMRET_OK;
 }
 
 IMRET_DEF void imret_model_free(imret_model *m) {
@@ -3034,7 +3057,7 @@ static imret_result imret__build_resnet(imret__loader *L) {
     return IMRET_OK;
 }
 
-static imret_result imret__model_from_imw(const imret__imw *w, imret_model **out) {
+static imret_result imret__model_from_imw(const imret__imw *w, imret_precision only, imret_model **out) {
     char val[256];
     imret_model *m;
     imret__loader L;
@@ -3042,7 +3065,7 @@ static imret_result imret__model_from_imw(const imret__imw *w, imret_model **out
     int i, nf;
     *out = NULL;
     m = (imret_model *)imret__calloc(1, sizeof *m);
-    L.w = w; L.m = m; L.fp32_block = 0;
+    L.w = w; L.m = m; L.fp32_block = 0; L.only = only;
     L.used = (unsigned char *)imret__calloc(w->n, 1);
     if (!m || !L.used) { IMRET_FREE(m); IMRET_FREE(L.used); return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory"); }
     if (!imret__imw_get(w, "arch", val, sizeof val)) { rc = imret__fail(IMRET_ERROR_MISSING, "weights: header has no arch= line"); goto done; }
@@ -3084,6 +3107,7 @@ static imret_result imret__model_from_imw(const imret__imw *w, imret_model **out
     if (imret__imw_get(w, "source", val, sizeof val)) snprintf(m->source, sizeof m->source, "%s", val);
     m->fingerprint = ((uint64_t)w->crc << 32) ^ w->file_size;
     m->weights_bf16 = 1; /* until a weight says otherwise (imret__load_conv) */
+    m->only = only;
     rc = m->is_vgg ? imret__build_vgg(&L) : imret__build_resnet(&L);
     if (rc) goto done;
     for (i = 0, nf = 0; i < (int)w->n; i++)
@@ -3098,15 +3122,25 @@ static imret_result imret__model_from_imw(const imret__imw *w, imret_model **out
         goto done;
     }
     (void)nf;
-    if (m->weights_bf16 && imret__kernels8_for(IMRET_SIMD_AUTO, 1).nr) { /* native bf16 ([bf16 inference]) */
-        int b;
-        for (i = 0; i < m->n_convs && rc == IMRET_OK; i++) rc = imret__conv_bf16(&m->convs[i]);
-        if (!m->is_vgg && rc == IMRET_OK) rc = imret__conv_bf16(&m->stem);
+    if (only == IMRET_PRECISION_INT8 && !m->n_act_scales) {
+        rc = imret__fail(IMRET_ERROR_UNSUPPORTED, "weights: precision int8 needs a file with activation scales "
+                         "(build/calibrate + tools/requantise.py --act-max)");
+        goto done;
+    }
+    if (only == IMRET_PRECISION_BF16 && !m->weights_bf16) {
+        rc = imret__fail(IMRET_ERROR_UNSUPPORTED, "weights: precision bf16 needs weights that are bf16 values after "
+                         "loading (tools/requantise.py --dtype bf16, BatchNorm folded)");
+        goto done;
+    }
+    if (m->weights_bf16 && m->only != IMRET_PRECISION_INT8 && imret__kernels8_for(IMRET_SIMD_AUTO, 1).nr) {
+        int b, drop = m->only == IMRET_PRECISION_BF16; /* native bf16 ([bf16 inference]) */
+        for (i = 0; i < m->n_convs && rc == IMRET_OK; i++) rc = imret__conv_bf16(&m->convs[i], drop);
+        if (!m->is_vgg && rc == IMRET_OK) rc = imret__conv_bf16(&m->stem, drop);
         for (b = 0; b < m->n_blocks && rc == IMRET_OK; b++) {
             imret__block *B = &m->blocks[b];
-            if ((rc = imret__conv_bf16(&B->c1)) == IMRET_OK && (rc = imret__conv_bf16(&B->c2)) == IMRET_OK &&
-                (rc = imret__conv_bf16(&B->c3)) == IMRET_OK)
-                rc = imret__conv_bf16(&B->down);
+            if ((rc = imret__conv_bf16(&B->c1, drop)) == IMRET_OK && (rc = imret__conv_bf16(&B->c2, drop)) == IMRET_OK &&
+                (rc = imret__conv_bf16(&B->c3, drop)) == IMRET_OK)
+                rc = imret__conv_bf16(&B->down, drop);
         }
     }
 done:
@@ -3134,8 +3168,10 @@ static imret_result imret__model_load(const void *data, size_t size, const imret
     if (size > cfg->max_file_bytes)
         return imret__fail(IMRET_ERROR_LIMIT, "weights: %lu bytes exceeds max_file_bytes (%lu)", (unsigned long)size,
                            (unsigned long)cfg->max_file_bytes);
+    if ((unsigned)cfg->precision > IMRET_PRECISION_BF16)
+        return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_model_load: precision = %d", (int)cfg->precision);
     if ((rc = imret__imw_parse((const uint8_t *)data, size, flags, &w)) != IMRET_OK) return rc;
-    rc = imret__model_from_imw(&w, out);
+    rc = imret__model_from_imw(&w, cfg->precision, out);
     IMRET_FREE(w.t);
     return rc;
 }
@@ -3429,6 +3465,10 @@ IMRET_DEF imret_result imret_context_create(const imret_model *model, const imre
     ctx->kern = imret__kernels_for(cfg->simd);
     if ((unsigned)cfg->precision > IMRET_PRECISION_BF16)
         return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_context_create: precision = %d", (int)cfg->precision);
+    if (model->only != IMRET_PRECISION_FP32 && cfg->precision != model->only)
+        return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_context_create: the model was loaded for %s "
+                                            "only (imret_model_config.precision); load it with FP32 for other precisions",
+                                            model->only == IMRET_PRECISION_INT8 ? "int8" : "bf16");
     if (cfg->precision == IMRET_PRECISION_INT8 && !model->n_act_scales)
         return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_context_create: int8 precision needs a model file "
                                             "with activation scales (build/calibrate + tools/requantise.py --act-max)");
@@ -3438,6 +3478,10 @@ IMRET_DEF imret_result imret_context_create(const imret_model *model, const imre
     ctx->precision = cfg->precision;
     ctx->k8 = imret__kernels8_for(cfg->simd, 0);
     ctx->kb = imret__kernels8_for(cfg->simd, 1);
+    if (model->only == IMRET_PRECISION_BF16 && (model->is_vgg ? model->convs[0].wb : model->stem.wb) && !ctx->kb.nr)
+        return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_context_create: the model was loaded for native "
+                                            "bf16 only (no fp32 weights) and this context's simd level has no AVX512_BF16 "
+                                            "kernel; use simd AUTO/AVX512 or load the model with precision FP32");
     ctx->dot = imret__dot_f32_for(cfg->simd);
     {
         const char *conv = getenv("IMRET_CONV");
@@ -3608,6 +3652,9 @@ IMRET_DEF imret_result imret_calibrate_forward(imret_context *ctx, const imret_t
     if (n < (size_t)ctx->model->n_quant)
         return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_calibrate_forward: layer_max has %lu entries, the model quantises %d convolutions",
                            (unsigned long)n, ctx->model->n_quant);
+    if (ctx->model->only != IMRET_PRECISION_FP32)
+        return imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_calibrate_forward: calibration runs the fp32 network; this "
+                           "model was loaded without fp32 weights (imret_model_config.precision)");
     memset(layer_max, 0, sizeof(float) * (size_t)ctx->model->n_quant);
     prec = ctx->precision;
     ctx->precision = IMRET_PRECISION_FP32; /* calibration observes the fp32 network */

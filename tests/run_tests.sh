@@ -90,6 +90,9 @@ QIMGS="$(ls ../shared/data/ukbench/images/*.jpg | head -$QN) $(ls ../shared/data
 # int8 inference (IMRET_PRECISION_INT8) uses resnet50_int8cal.imw, calibrated on other images (Makefile).
 run "int8-bf16-kernels-vs-reference" "$B/test_quant" --kernels
 run "int8-weight-file-corruptions" "$B/test_quant" --corrupt $Q/resnet50_int8cal.imw $Q/resnet50_int8.imw
+# models loaded for one precision: RAM held, same descriptors, refusals (6 images, side 128)
+run "models-loaded-for-one-precision" "$B/test_quant" --lean $Q/resnet50_int8cal.imw $Q/resnet50_bf16.imw \
+    weights/resnet50.imw $(echo $QIMGS | tr ' ' '\n' | head -6)
 run "reduced-precision-descriptors" "$B/test_quant" --size 224 weights/resnet50.imw \
     bf16:$Q/resnet50_bf16.imw:fp32:0.999:0.99 f16:$Q/resnet50_f16.imw:fp32:0.999:0.99 \
     int8-weights:$Q/resnet50_int8.imw:fp32:0.99:0.95 int8-inference:$Q/resnet50_int8cal.imw:int8:0.99:0.95 \

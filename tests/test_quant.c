@@ -21,10 +21,18 @@
    fp32 summation order differs), its AVX-512 input pairing vs the scalar one and vs
    imret__bf16_round, and 1 vs 2 threads.
 
+   usage: test_quant --lean INT8_CALIBRATED.imw BF16.imw FP32.imw IMAGE...
+   Models loaded for one precision (imret_model_config.precision): the heap they hold vs the
+   same file loaded for every precision (counted by tests/alloc_hook.h: int8 <= 0.30x, bf16
+   with AVX512_BF16 <= 0.40x), descriptors bit-identical to the same precision on the full
+   model, and every use they cannot serve refused with IMRET_ERROR_UNSUPPORTED (other context
+   precisions, calibration, a file without what the precision needs, bf16 below AVX-512).
+
    usage: test_quant --corrupt INT8_CALIBRATED.imw [UNCALIBRATED.imw]
    int8 weight-file corruptions (missing/mis-shaped/non-positive scales, -128, i8 on a
    bias, bad or incomplete act_max tensors) must be refused with a message naming the
    tensor; an int8 context on an uncalibrated model is refused. */
+#include "alloc_hook.h" /* heap bytes held by a model (--lean) */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
 
@@ -87,6 +95,7 @@ static void topk(const float *d, int n, int dim, int q, int *out) {
 }
 
 static int corrupt_tests(const char *path, const char *plain);
+static int lean_tests(char **argv, int argc);
 static int kernel_tests(void);
 static int bf16_kernel_tests(void);
 
@@ -97,6 +106,7 @@ int main(int argc, char **argv) {
     const char *ref;
     float *refd;
     if (argc >= 3 && !strcmp(argv[1], "--corrupt")) return corrupt_tests(argv[2], argc > 3 ? argv[3] : NULL);
+    if (argc >= 6 && !strcmp(argv[1], "--lean")) return lean_tests(argv + 2, argc - 2);
     if (argc == 2 && !strcmp(argv[1], "--kernels")) return kernel_tests() | bf16_kernel_tests() | (failures != 0);
     if (a + 1 < argc && !strcmp(argv[a], "--size")) { size = atoi(argv[a + 1]); a += 2; }
     if (a >= argc) { fprintf(stderr, "usage: test_quant [--size N] REF.imw SPEC... -- IMAGE...\n"); return 2; }
@@ -237,6 +247,145 @@ static int corrupt_tests(const char *path, const char *plain) {
         imret_model_free(m);
     }
     free(orig);
+    printf("%s\n", failures ? "FAIL" : "all ok");
+    return failures != 0;
+}
+
+/* ---- models loaded for one precision ---- */
+static void check(const char *what, int ok, const char *detail) {
+    printf("  %-52s %s%s%s\n", what, ok ? "ok" : "FAIL", detail ? "  " : "", detail ? detail : "");
+    failures += !ok;
+}
+
+static imret_result load_rc;
+
+/* Load path for precision `only`; *held = heap bytes the model holds. NULL (status in
+   load_rc) on failure. */
+static imret_model *load_for(const char *path, imret_precision only, size_t *held) {
+    imret_model_config mc = imret_model_config_init();
+    imret_model *m = NULL;
+    size_t before = hook_live;
+    mc.precision = only;
+    if ((load_rc = imret_model_load_file(path, &mc, &m)) != IMRET_OK) return NULL;
+    *held = hook_live - before;
+    return m;
+}
+
+/* Descriptors of n images with a context of precision prec (and simd level) on m; NULL and
+   the status in *rc when the context is refused. */
+static float *describe_on(const imret_model *m, imret_precision prec, imret_simd simd, char **imgs, int n,
+                          imret_result *rc) {
+    imret_context *ctx = NULL;
+    imret_context_config cc = imret_context_config_init();
+    imret_descriptor_config dc = imret_descriptor_config_init(IMRET_SETTING_RETRIEVAL);
+    imret_model_info info;
+    float *d;
+    int i;
+    imret_model_get_info(m, &info);
+    cc.threads = 1;
+    cc.precision = prec;
+    cc.simd = simd;
+    if ((*rc = imret_context_create(m, &cc, &ctx)) != IMRET_OK) return NULL;
+    dc.longest_side = 128;
+    d = (float *)calloc((size_t)n * info.feature_channels, sizeof(float));
+    for (i = 0; i < n; i++) {
+        imret_image img;
+        if ((*rc = imret_image_load_file(imgs[i], NULL, &img)) != IMRET_OK) break;
+        *rc = imret_describe(ctx, &img, &dc, d + (size_t)i * info.feature_channels, (size_t)info.feature_channels);
+        imret_image_free(&img);
+        if (*rc) break;
+    }
+    imret_context_destroy(ctx);
+    if (*rc) { free(d); return NULL; }
+    return d;
+}
+
+/* The same descriptors from the full model and the one loaded for prec only. */
+static void lean_same(const char *label, const imret_model *full, const imret_model *lean, imret_precision prec,
+                      char **imgs, int n) {
+    imret_result r1, r2;
+    imret_model_info info;
+    float *a = describe_on(full, prec, IMRET_SIMD_AUTO, imgs, n, &r1), *b = describe_on(lean, prec, IMRET_SIMD_AUTO, imgs, n, &r2);
+    char detail[640];
+    imret_model_get_info(full, &info);
+    snprintf(detail, sizeof detail, "(%d images, %s)", n, a && b ? "compared" : imret_last_error());
+    check(label, a && b && !memcmp(a, b, sizeof(float) * (size_t)n * info.feature_channels), detail);
+    free(a);
+    free(b);
+}
+
+static void refused(const char *what, imret_result r, const char *needle) {
+    char detail[600];
+    snprintf(detail, sizeof detail, "-> %s \"%s\"", imret_result_string(r), imret_last_error());
+    check(what, r == IMRET_ERROR_UNSUPPORTED && strstr(imret_last_error(), needle) != NULL, detail);
+}
+
+static int lean_tests(char **argv, int argc) {
+    const char *int8cal = argv[0], *bf16 = argv[1], *fp32 = argv[2];
+    char **imgs = argv + 3, detail[640];
+    int n = argc - 3, native = imret__kernels8_for(IMRET_SIMD_AUTO, 1).nr > 0;
+    size_t held_full, held_lean;
+    imret_model *full, *lean, *m;
+    imret_context *ctx = NULL;
+    imret_context_config cc = imret_context_config_init();
+    imret_result r;
+    float mx[64];
+    hook_reset(0);
+    printf("models loaded for one precision (%d images, longest side 128):\n", n);
+    /* int8 */
+    full = load_for(int8cal, IMRET_PRECISION_FP32, &held_full);
+    lean = load_for(int8cal, IMRET_PRECISION_INT8, &held_lean);
+    if (!full || !lean) { printf("FAIL load %s: %s\n", int8cal, imret_last_error()); return 1; }
+    snprintf(detail, sizeof detail, "(%.1f MB vs %.1f MB: %.2fx)", held_lean / 1e6, held_full / 1e6, (double)held_lean / held_full);
+    check("int8: heap held <= 0.30x the full model", held_lean <= 0.30 * held_full, detail);
+    lean_same("int8: descriptors == int8 context on the full model", full, lean, IMRET_PRECISION_INT8, imgs, n);
+    describe_on(lean, IMRET_PRECISION_FP32, IMRET_SIMD_AUTO, imgs, 1, &r);
+    refused("int8 model: fp32 context refused", r, "loaded for int8 only");
+    describe_on(lean, IMRET_PRECISION_BF16, IMRET_SIMD_AUTO, imgs, 1, &r);
+    refused("int8 model: bf16 context refused", r, "loaded for int8 only");
+    cc.precision = IMRET_PRECISION_INT8;
+    cc.threads = 1;
+    if (imret_context_create(lean, &cc, &ctx)) { printf("FAIL int8 context: %s\n", imret_last_error()); return 1; }
+    {
+        imret_tensor t;
+        float *x = (float *)calloc(3 * 64 * 64, sizeof(float));
+        t.c = 3; t.h = 64; t.w = 64; t.data = x;
+        refused("int8 model: calibration refused", imret_calibrate_forward(ctx, &t, mx, 64), "without fp32 weights");
+        free(x);
+    }
+    imret_context_destroy(ctx);
+    imret_model_free(full);
+    imret_model_free(lean);
+    m = load_for(fp32, IMRET_PRECISION_INT8, &held_lean);
+    refused("int8 load of an uncalibrated file refused", m ? IMRET_OK : load_rc, "activation scales");
+    if (m) imret_model_free(m);
+    /* bf16 */
+    full = load_for(bf16, IMRET_PRECISION_FP32, &held_full);
+    lean = load_for(bf16, IMRET_PRECISION_BF16, &held_lean);
+    if (!full || !lean) { printf("FAIL load %s: %s\n", bf16, imret_last_error()); return 1; }
+    snprintf(detail, sizeof detail, "(%.1f MB vs %.1f MB: %.2fx; %s)", held_lean / 1e6, held_full / 1e6,
+             (double)held_lean / held_full, native ? "AVX512_BF16" : "emulated: keeps fp32");
+    check(native ? "bf16: heap held <= 0.40x the full model" : "bf16 (emulated): heap held == the full model",
+          native ? held_lean <= 0.40 * held_full : held_lean == held_full, detail);
+    lean_same("bf16: descriptors == bf16 context on the full model", full, lean, IMRET_PRECISION_BF16, imgs, n);
+    describe_on(lean, IMRET_PRECISION_FP32, IMRET_SIMD_AUTO, imgs, 1, &r);
+    refused("bf16 model: fp32 context refused", r, "loaded for bf16 only");
+    if (native) {
+        describe_on(lean, IMRET_PRECISION_BF16, IMRET_SIMD_AVX2, imgs, 1, &r);
+        refused("bf16 model: bf16 context below AVX-512 refused", r, "no AVX512_BF16 kernel");
+    }
+    imret_model_free(full);
+    imret_model_free(lean);
+    m = load_for(fp32, IMRET_PRECISION_BF16, &held_lean);
+    refused("bf16 load of fp32 weights refused", m ? IMRET_OK : load_rc, "bf16 values");
+    if (m) imret_model_free(m);
+    {
+        imret_model_config mc = imret_model_config_init();
+        mc.precision = (imret_precision)7;
+        r = imret_model_load_file(fp32, &mc, &m);
+        check("precision = 7 at load -> INVALID_ARGUMENT", r == IMRET_ERROR_INVALID_ARGUMENT && !m, imret_last_error());
+    }
+    check("no heap left after freeing every model", hook_live == 0, NULL);
     printf("%s\n", failures ? "FAIL" : "all ok");
     return failures != 0;
 }
