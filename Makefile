@@ -143,11 +143,16 @@ ARM_CC   ?= aarch64-linux-gnu-gcc
 ARM_RUN  ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
 ARM_B    := build-arm
 ARM_PARITY := resnet18 resnet50 vgg11_bn
-test-arm:  # needs tests/data from `make refs` and weights/resnet50.imw
+test-arm:  # needs tests/data from `make refs`, weights/resnet50.imw and `make quant-weights`
 	mkdir -p $(ARM_B)
 	$(ARM_CC) -std=c99 -D_DEFAULT_SOURCE $(CPPFLAGS) -O2 $(WARN) -Werror -fopenmp tests/test_kernels.c -o $(ARM_B)/test_kernels $(LDLIBS)
 	$(ARM_CC) -std=c99 -D_DEFAULT_SOURCE $(CPPFLAGS) -O2 $(WARN) -Werror -fopenmp tests/test_parity.c -o $(ARM_B)/test_parity $(LDLIBS)
+	$(ARM_CC) -std=c99 -D_DEFAULT_SOURCE $(CPPFLAGS) -O2 $(WARN) -Werror -fopenmp tests/test_quant.c -o $(ARM_B)/test_quant $(LDLIBS)
 	$(ARM_RUN) $(ARM_B)/test_kernels
+	$(ARM_RUN) $(ARM_B)/test_quant --kernels   # int8 on NEON sdot (qemu's default CPU has it) ...
+	$(ARM_RUN) -cpu cortex-a53 $(ARM_B)/test_quant --kernels   # ... and the scalar oracle without it
+	$(ARM_RUN) $(ARM_B)/test_quant --size 128 weights/resnet50.imw int8:$(BUILD)/quant/resnet50_int8cal.imw:int8:0.99:0.95 \
+	  -- $$(ls $(DATA)/ukbench/images/*.jpg | head -6) $$(ls $(DATA)/paris6k_subset/paris/*/*.jpg | awk 'NR % 12 == 1' | head -6)
 	for a in $(ARM_PARITY); do $(ARM_RUN) $(ARM_B)/test_parity tests/data/$$a.imw tests/data/$${a}_64x64.ref.imw tests/data/$${a}_97x131.ref.imw || exit 1; done
 	IMRET_CONV=winograd $(ARM_RUN) $(ARM_B)/test_parity tests/data/vgg16.imw tests/data/vgg16_97x131.ref.imw
 	IMRET_SIMD=scalar $(ARM_RUN) $(ARM_B)/test_parity tests/data/resnet18.imw tests/data/resnet18_97x131.ref.imw

@@ -1007,6 +1007,9 @@ static uint32_t imret__crc32(uint32_t crc, const void *data, size_t n) {
 #if !defined(IMRET_NO_SIMD) && defined(__aarch64__)
 #define IMRET__NEON 1
 #include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
 #else
 #define IMRET__NEON 0
 #endif
@@ -1018,6 +1021,8 @@ enum {
     IMRET__CPU_BF16 = 1u << 3,      /* AVX512_BF16                               */
     IMRET__CPU_VNNI = 1u << 4,      /* AVX512_VNNI                               */
     IMRET__CPU_NEON = 1u << 5,      /* aarch64 Advanced SIMD (always)            */
+    IMRET__CPU_AVXVNNI = 1u << 6,   /* AVX-VNNI (VEX vpdpbusd on ymm)            */
+    IMRET__CPU_DOTPROD = 1u << 7,   /* aarch64 dot product (sdot), HWCAP_ASIMDDP */
     IMRET__CPU_DETECTED = 1 << 30
 };
 static volatile unsigned imret__cpu_cache;
@@ -1039,6 +1044,8 @@ static unsigned imret__cpu_features(void) {
             __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
             unsigned b7 = b, c7 = c;
             if (b7 & (1u << 5)) f |= IMRET__CPU_AVX2; /* + FMA (c1 bit 12) + F16C (bit 29) */
+            if ((f & IMRET__CPU_AVX2) && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)))
+                f |= IMRET__CPU_AVXVNNI;
             if ((f & IMRET__CPU_AVX2) && (xcr0 & 0xe6) == 0xe6 && (b7 & (1u << 16)) &&
                 (b7 & (1u << 30)) && (b7 & (1u << 31)) && (b7 & (1u << 17))) {
                 f |= IMRET__CPU_AVX512;
@@ -1051,6 +1058,9 @@ static unsigned imret__cpu_features(void) {
 #endif
 #if IMRET__NEON
     f |= IMRET__CPU_NEON;
+#if defined(__linux__)
+    if (getauxval(AT_HWCAP) & (1ul << 20)) f |= IMRET__CPU_DOTPROD; /* HWCAP_ASIMDDP */
+#endif
 #endif
     imret__cpu_cache = f; /* idempotent: a race writes the same value */
     return f;
@@ -1943,6 +1953,9 @@ static void imret__round_bf16(const float *in, float *out, size_t n, int threads
    the bits of a NaN/Inf, so moving it as a float is exact); A (weights) is packed at load in
    panels of 4 output channels x 4 input channels per tap (imret__wq_at). Sums cover the
    whole K at once (no partial sums to store); B blocks are sized to stay in L2.
+   Micro-kernels (imret__kernels8_for): AVX2 vpmaddubsw 4x16, AVX-VNNI ymm vpdpbusd 4x16
+   (1.6-1.8x AVX2, bench_int8), AVX-512 VNNI 4x64, aarch64 sdot 4x16; every one gives the
+   oracle's results bit for bit (test_quant --kernels).
    ====================================================================================== */
 #define IMRET__MR8 4 /* output channels per int8 weight panel */
 #define IMRET__QA 127 /* top activation level: 7 bits (see above)  */
@@ -2058,49 +2071,71 @@ typedef void (*imret__ukr8_fn)(int kg, const int8_t *a, const uint8_t *b, float 
 #endif
 static int32_t imret__ld32(const int8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
-/* 4 x 16 on AVX2: per group, 2 ymm of B (16 pixels x 4 bytes) times each row's broadcast
-   4 weights: vpmaddubsw (u8 x s8 pairs -> int16) + vpmaddwd by 1 (-> int32), 8 accumulators. */
+/* The 4 x 16 ymm tile of the AVX2 and AVX-VNNI kernels: per K group, 2 ymm of B (16 pixels x
+   4 bytes) times each row's broadcast 4 weights, 8 named accumulators; OP(acc, b, w) adds the
+   4 u8 x s8 products of every uint32 lane to acc (exact: see the 7-bit inputs above). */
+#define IMRET__TILE4X16(OP)                                                                                   \
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00; \
+    int r;                                                                                                    \
+    for (r = 0; r < kg; r++) {                                                                                \
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(const void *)b);                                    \
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(const void *)(b + 32)), w;                          \
+        w = _mm256_set1_epi32(imret__ld32(a)); c00 = OP(c00, b0, w); c01 = OP(c01, b1, w);                    \
+        w = _mm256_set1_epi32(imret__ld32(a + 4)); c10 = OP(c10, b0, w); c11 = OP(c11, b1, w);                \
+        w = _mm256_set1_epi32(imret__ld32(a + 8)); c20 = OP(c20, b0, w); c21 = OP(c21, b1, w);                \
+        w = _mm256_set1_epi32(imret__ld32(a + 12)); c30 = OP(c30, b0, w); c31 = OP(c31, b1, w);               \
+        a += 16;                                                                                              \
+        b += 64;                                                                                              \
+    }                                                                                                         \
+    {                                                                                                         \
+        __m256i acc[4][2];                                                                                    \
+        acc[0][0] = c00; acc[0][1] = c01; acc[1][0] = c10; acc[1][1] = c11;                                   \
+        acc[2][0] = c20; acc[2][1] = c21; acc[3][0] = c30; acc[3][1] = c31;                                   \
+        imret__store_4x16(acc, c, ldc, mr, nr, dq, bias, res, relu);                                          \
+    }
+
+/* Epilogue of a 4 x 16 int32 tile: y = (float)sum * dq (+ bias) (+ residual), ReLU, as the
+   oracle does it. */
+IMRET__AVX2 static void imret__store_4x16(__m256i acc[4][2], float *c, size_t ldc, int mr, int nr, const float *dq,
+                                          const float *bias, const float *res, int relu) {
+    __m256i m0 = imret__mask8(nr), m1 = imret__mask8(nr - 8);
+    int i;
+    for (i = 0; i < mr; i++) {
+        __m256 s = _mm256_set1_ps(dq[i]);
+        __m256 v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][0]), s), v1 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][1]), s);
+        float *crow = c + (size_t)i * ldc;
+        if (bias) {
+            v0 = _mm256_add_ps(v0, _mm256_set1_ps(bias[i]));
+            v1 = _mm256_add_ps(v1, _mm256_set1_ps(bias[i]));
+        }
+        if (res) {
+            v0 = _mm256_add_ps(v0, _mm256_maskload_ps(res + (size_t)i * ldc, m0));
+            v1 = _mm256_add_ps(v1, _mm256_maskload_ps(res + (size_t)i * ldc + 8, m1));
+        }
+        if (relu) {
+            v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
+            v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
+        }
+        _mm256_maskstore_ps(crow, m0, v0);
+        _mm256_maskstore_ps(crow + 8, m1, v1);
+    }
+}
+
+/* 4 x 16 on AVX2: vpmaddubsw (u8 x s8 pairs -> int16) + vpmaddwd by 1 (-> int32) + add. */
+#define IMRET__MADDUBS(acc, bv, wv) _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(bv, wv), ones))
 IMRET__AVX2 static void imret__ukr8_avx2(int kg, const int8_t *a, const uint8_t *b, float *c, size_t ldc, int mr, int nr,
                                          const float *dq, const float *bias, const float *res, int relu) {
-    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-    __m256i ones = _mm256_set1_epi16(1), m0 = imret__mask8(nr), m1 = imret__mask8(nr - 8);
-    int r, i;
-    for (r = 0; r < kg; r++) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i *)(const void *)b);
-        __m256i b1 = _mm256_loadu_si256((const __m256i *)(const void *)(b + 32)), w;
-#define IMRET__DOT8(acc0, acc1, row)                                                             \
-        w = _mm256_set1_epi32(imret__ld32(a + 4 * (row)));                                       \
-        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_maddubs_epi16(b0, w), ones));     \
-        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_maddubs_epi16(b1, w), ones));
-        IMRET__DOT8(a00, a01, 0) IMRET__DOT8(a10, a11, 1) IMRET__DOT8(a20, a21, 2) IMRET__DOT8(a30, a31, 3)
-#undef IMRET__DOT8
-        a += 16;
-        b += 64;
-    }
-    {
-        __m256i acc[4][2];
-        acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
-        acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
-        for (i = 0; i < mr; i++) {
-            __m256 s = _mm256_set1_ps(dq[i]);
-            __m256 v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][0]), s), v1 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][1]), s);
-            float *crow = c + (size_t)i * ldc;
-            if (bias) {
-                v0 = _mm256_add_ps(v0, _mm256_set1_ps(bias[i]));
-                v1 = _mm256_add_ps(v1, _mm256_set1_ps(bias[i]));
-            }
-            if (res) {
-                v0 = _mm256_add_ps(v0, _mm256_maskload_ps(res + (size_t)i * ldc, m0));
-                v1 = _mm256_add_ps(v1, _mm256_maskload_ps(res + (size_t)i * ldc + 8, m1));
-            }
-            if (relu) {
-                v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
-                v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
-            }
-            _mm256_maskstore_ps(crow, m0, v0);
-            _mm256_maskstore_ps(crow + 8, m1, v1);
-        }
-    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    IMRET__TILE4X16(IMRET__MADDUBS)
+}
+
+/* 4 x 16 on AVX-VNNI (VEX-encoded vpdpbusd on ymm: Intel client cores from Alder Lake, AMD
+   Zen 5): one instruction instead of three. */
+#define IMRET__AVXVNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+#define IMRET__DPBUSD_AVX(acc, bv, wv) _mm256_dpbusd_avx_epi32(acc, bv, wv)
+IMRET__AVXVNNI static void imret__ukr8_avxvnni(int kg, const int8_t *a, const uint8_t *b, float *c, size_t ldc, int mr,
+                                               int nr, const float *dq, const float *bias, const float *res, int relu) {
+    IMRET__TILE4X16(IMRET__DPBUSD_AVX)
 }
 
 /* The 4 x 64 AVX-512 tile shared by the VNNI and BF16 kernels: per K group, 4 zmm of B
@@ -2183,6 +2218,60 @@ IMRET__BF16 static void imret__ukrbf_avx512(int kg, const int8_t *a, const uint8
 #endif
 #endif /* IMRET__X86 */
 
+#if IMRET__NEON
+/* 4 x 16 on aarch64 dot product (sdot, Armv8.2+; HWCAP_ASIMDDP): per K group one q register
+   holds the 4 rows' 4 weights (16 bytes: the panel's group) and 4 q registers 16 pixels x 4
+   bytes; vdotq_laneq_s32 adds row `lane`'s 4 products to each pixel's int32. The uint7 inputs
+   are valid int8, so the signed instruction is exact. 16 named accumulators. Tested under
+   qemu-user (make test-arm); not timed on hardware. */
+#define IMRET__SDOT __attribute__((target("arch=armv8.2-a+dotprod")))
+IMRET__SDOT static void imret__ukr8_sdot(int kg, const int8_t *a, const uint8_t *b, float *c, size_t ldc, int mr, int nr,
+                                         const float *dq, const float *bias, const float *res, int relu) {
+    int32x4_t z = vdupq_n_s32(0), c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
+    int32x4_t c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
+    int32x4_t acc[4][4];
+    float tmp[16];
+    int r, i, j;
+    for (r = 0; r < kg; r++) {
+        int8x16_t w = vld1q_s8(a), b0 = vld1q_s8((const int8_t *)b), b1 = vld1q_s8((const int8_t *)b + 16);
+        int8x16_t b2 = vld1q_s8((const int8_t *)b + 32), b3 = vld1q_s8((const int8_t *)b + 48);
+        c00 = vdotq_laneq_s32(c00, b0, w, 0); c01 = vdotq_laneq_s32(c01, b1, w, 0);
+        c02 = vdotq_laneq_s32(c02, b2, w, 0); c03 = vdotq_laneq_s32(c03, b3, w, 0);
+        c10 = vdotq_laneq_s32(c10, b0, w, 1); c11 = vdotq_laneq_s32(c11, b1, w, 1);
+        c12 = vdotq_laneq_s32(c12, b2, w, 1); c13 = vdotq_laneq_s32(c13, b3, w, 1);
+        c20 = vdotq_laneq_s32(c20, b0, w, 2); c21 = vdotq_laneq_s32(c21, b1, w, 2);
+        c22 = vdotq_laneq_s32(c22, b2, w, 2); c23 = vdotq_laneq_s32(c23, b3, w, 2);
+        c30 = vdotq_laneq_s32(c30, b0, w, 3); c31 = vdotq_laneq_s32(c31, b1, w, 3);
+        c32 = vdotq_laneq_s32(c32, b2, w, 3); c33 = vdotq_laneq_s32(c33, b3, w, 3);
+        a += 16;
+        b += 64;
+    }
+    acc[0][0] = c00; acc[0][1] = c01; acc[0][2] = c02; acc[0][3] = c03; acc[1][0] = c10; acc[1][1] = c11; acc[1][2] = c12; acc[1][3] = c13;
+    acc[2][0] = c20; acc[2][1] = c21; acc[2][2] = c22; acc[2][3] = c23; acc[3][0] = c30; acc[3][1] = c31; acc[3][2] = c32; acc[3][3] = c33;
+    for (i = 0; i < mr; i++) { /* the oracle's epilogue, 4 pixels at a time */
+        float32x4_t s = vdupq_n_f32(dq[i]);
+        float *crow = c + (size_t)i * ldc;
+        for (j = 0; j < 4; j++) {
+            float32x4_t v = vmulq_f32(vcvtq_f32_s32(acc[i][j]), s);
+            int n = nr - 4 * j, l;
+            if (n <= 0) break;
+            if (bias) v = vaddq_f32(v, vdupq_n_f32(bias[i]));
+            if (res) {
+                for (l = 0; l < 4; l++) tmp[l] = l < n ? res[(size_t)i * ldc + 4 * j + l] : 0.0f;
+                v = vaddq_f32(v, vld1q_f32(tmp));
+            }
+            if (relu) v = vmaxq_f32(v, vdupq_n_f32(0.0f));
+            if (n >= 4) {
+                vst1q_f32(crow + 4 * j, v);
+            } else {
+                vst1q_f32(tmp, v);
+                for (l = 0; l < n; l++) crow[4 * j + l] = tmp[l];
+            }
+        }
+    }
+}
+#endif /* IMRET__NEON */
+
 typedef struct imret__kernels8 {
     int nr;             /* pixels per micro-tile; 0: the scalar oracle */
     imret__ukr8_fn ukr;
@@ -2202,11 +2291,36 @@ static imret__kernels8 imret__kernels8_for(imret_simd level, int bf16) {
         if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_BF16)) { k.nr = 64; k.ukr = imret__ukrbf_avx512; k.name = "avx512-bf16"; }
     } else if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_VNNI)) {
         k.nr = 64; k.ukr = imret__ukr8_vnni; k.name = "avx512-vnni";
+    } else if ((level == IMRET_SIMD_AVX2 || level == IMRET_SIMD_AVX512) && (imret__cpu_features() & IMRET__CPU_AVXVNNI)) {
+        k.nr = 16; k.ukr = imret__ukr8_avxvnni; k.name = "avx-vnni";
     } else if (level == IMRET_SIMD_AVX2 || level == IMRET_SIMD_AVX512) {
         k.nr = 16; k.ukr = imret__ukr8_avx2; k.name = "avx2";
     }
 #endif
+#if IMRET__NEON
+    if (!bf16 && level == IMRET_SIMD_NEON && (imret__cpu_features() & IMRET__CPU_DOTPROD)) {
+        k.nr = 16; k.ukr = imret__ukr8_sdot; k.name = "neon-sdot";
+    }
+#endif
     return k;
+}
+
+/* Every int8 micro-kernel this CPU can run, slowest first (at most 4; for tests and
+   bench_int8: the dispatcher above picks one per level). */
+static int imret__kernels8_all(imret__kernels8 *ks) {
+    int n = 0;
+    unsigned f = imret__cpu_features();
+    (void)f;
+    memset(ks, 0, 4 * sizeof *ks);
+#if IMRET__X86
+    if (f & IMRET__CPU_AVX2) { ks[n].nr = 16; ks[n].ukr = imret__ukr8_avx2; ks[n++].name = "avx2"; }
+    if (f & IMRET__CPU_AVXVNNI) { ks[n].nr = 16; ks[n].ukr = imret__ukr8_avxvnni; ks[n++].name = "avx-vnni"; }
+    if ((f & IMRET__CPU_AVX512) && (f & IMRET__CPU_VNNI)) { ks[n].nr = 64; ks[n].ukr = imret__ukr8_vnni; ks[n++].name = "avx512-vnni"; }
+#endif
+#if IMRET__NEON
+    if (f & IMRET__CPU_DOTPROD) { ks[n].nr = 16; ks[n].ukr = imret__ukr8_sdot; ks[n++].name = "neon-sdot"; }
+#endif
+    return n;
 }
 
 /* The int8 (and bf16) convolution on a micro-kernel: tiles of (B block of nc pixels) x (range

@@ -246,7 +246,7 @@ static int corrupt_tests(const char *path, const char *plain) {
         failures += !ok;
         imret_model_free(m);
     }
-    free(orig);
+    imret__release_file(orig, orig_size, mapped);
     printf("%s\n", failures ? "FAIL" : "all ok");
     return failures != 0;
 }
@@ -428,9 +428,10 @@ static int kernel_tests(void) {
         {4, 1, 1, 1, 0, 1, 1},    {4, 5, 3, 1, 1, 7, 9},    {8, 7, 1, 2, 0, 13, 5},   {12, 17, 3, 2, 1, 17, 31},
         {20, 33, 3, 1, 1, 11, 6}, {64, 9, 1, 1, 0, 3, 70},  {68, 65, 3, 1, 1, 15, 15}, {16, 4, 3, 2, 1, 2, 2},
         {36, 130, 1, 1, 0, 9, 19}, {6, 3, 3, 1, 1, 5, 5},   {128, 64, 3, 1, 1, 8, 8},  {256, 24, 1, 2, 0, 29, 23}};
-    int si, checks = 0;
+    int si, li, checks = 0;
     double worst_ref = 0.0;
-    imret_simd levels[2] = {IMRET_SIMD_AVX2, IMRET_SIMD_AVX512};
+    imret__kernels8 ks[4];
+    int nk = imret__kernels8_all(ks);
     for (si = 0; si < (int)(sizeof shapes / sizeof shapes[0]); si++) {
         int ic_n = shapes[si][0], oc_n = shapes[si][1], k = shapes[si][2], st = shapes[si][3], pad = shapes[si][4];
         int h = shapes[si][5], w = shapes[si][6], oh = imret__out_dim(h, k, st, pad), ow = imret__out_dim(w, k, st, pad);
@@ -444,7 +445,7 @@ static int kernel_tests(void) {
         float *o_s = (float *)malloc(sizeof(float) * oc_n * npix), *o_f = (float *)malloc(sizeof(float) * oc_n * npix);
         float act = 0.0173f, *pack;
         double *sa = (double *)malloc(sizeof(double) * oc_n), *qd = (double *)malloc(sizeof(double) * per * oc_n), *ud = (double *)malloc(sizeof(double) * ic_n * hw);
-        int oc, ic, variant, li;
+        int oc, ic, variant;
         double maxref;
         for (oc = 0; oc < oc_n; oc++) {
             step[oc] = (float)(1e-3 * (1 + rnd() % 1000));
@@ -480,11 +481,9 @@ static int kernel_tests(void) {
                 if (e > 1e-6) { printf("FAIL shape %d variant %d: oracle %g vs brute force %g at %lu\n", si, variant, o_s[i], o_ref[i], (unsigned long)i); failures++; break; }
             }
             checks++;
-            for (li = 0; li < 2; li++) {
-                imret__kernels8 k8 = imret__kernels8_for(levels[li], 0);
+            for (li = 0; li < nk; li++) {
+                imret__kernels8 k8 = ks[li];
                 int kg = imret__conv_kg(ic_n, k), th;
-                if (!k8.nr || imret__simd_resolve(levels[li]) != levels[li]) continue;
-                if (li == 1 && strcmp(k8.name, "avx512-vnni")) continue;
                 pack = (float *)malloc(sizeof(float) * 2 * kg * imret__i8_nc(kg, k8.nr));
                 for (th = 1; th <= 2; th++) {
                     memset(o_f, 0xff, sizeof(float) * oc_n * npix);
@@ -500,7 +499,7 @@ static int kernel_tests(void) {
             }
         }
     next:
-        free(q); free(wq); free(u); free(xq); free(xq2); free(wf); free(x); free(step); free(bias); free(dq);
+        free(q); IMRET_FREE(wq); free(u); free(xq); free(xq2); free(wf); free(x); free(step); free(bias); IMRET_FREE(dq);
         free(res); free(o_ref); free(o_s); free(o_f); free(sa); free(qd); free(ud);
     }
     { /* bf16 rounding (BF16 precision) vs the nearest of the two bf16 neighbours, ties to even */
@@ -522,9 +521,13 @@ static int kernel_tests(void) {
         printf("bf16 rounding: %d of 200000 random floats differ from the nearest-even reference\n", bad);
         failures += bad != 0;
     }
-    printf("int8 conv: %d comparisons on %d shapes; oracle vs brute force worst relative error %.2e; SIMD kernels (%s) "
-           "bit-identical to the oracle: %s\n", checks, (int)(sizeof shapes / sizeof shapes[0]), worst_ref,
-           imret__kernels8_for(IMRET_SIMD_AUTO, 0).name, failures ? "NO" : "yes");
+    {
+        char names[64] = "";
+        for (li = 0; li < nk; li++) snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", li ? ", " : "", ks[li].name);
+        printf("int8 conv: %d comparisons on %d shapes; oracle vs brute force worst relative error %.2e; SIMD kernels (%s; "
+               "dispatch picks %s) bit-identical to the oracle: %s\n", checks, (int)(sizeof shapes / sizeof shapes[0]), worst_ref,
+               nk ? names : "none on this CPU", imret__kernels8_for(IMRET_SIMD_AUTO, 0).name, failures ? "NO" : "yes");
+    }
     return failures != 0;
 }
 
@@ -605,7 +608,7 @@ static int bf16_kernel_tests(void) {
             checks++;
             free(ref);
         }
-        free(wf); free(wp); free(x); free(bias); free(res); free(o_f); free(o_2); free(pack); free(xp); free(xs); free(wb); free(wd); free(xd);
+        free(wf); free(wp); free(x); free(bias); free(res); free(o_f); free(o_2); free(pack); free(xp); free(xs); IMRET_FREE(wb); free(wd); free(xd);
     }
     if (bad_pair) { printf("FAIL bf16 pairing: %d values differ (AVX-512 vs scalar vs imret__bf16_round)\n", bad_pair); failures++; }
     printf("bf16 conv (%s): %d comparisons on %d shapes vs double brute force over the bf16 values, worst error "
