@@ -112,6 +112,14 @@ $(BUILD)/quant/resnet50_calib.tsv: $(BUILD)/calibrate weights/resnet50.imw
 $(BUILD)/quant/resnet50_int8cal.imw: $(BUILD)/quant/resnet50_calib.tsv weights/resnet50.imw tools/requantise.py tools/imw.py
 	$(PYTHON) tools/requantise.py weights/resnet50.imw $@ --dtype int8 --act-max $<
 quant-weights: $(QUANT_W) $(BUILD)/quant/resnet50_int8cal.imw
+# int8 on a VGG for the tests: tests/data/vgg11_bn.imw (`make refs`: torchvision's VGG11-BN
+# with seeded random weights; no pretrained VGG installs here), calibrated the same way.
+VGG_INT8 = $(BUILD)/quant/vgg11_bn_int8cal.imw
+$(BUILD)/quant/vgg11_bn_calib.tsv: $(BUILD)/calibrate tests/data/vgg11_bn.imw
+	@mkdir -p $(dir $@)
+	$(BUILD)/calibrate --model tests/data/vgg11_bn.imw $(CALIB_ARGS) $(CALIB_IMGS) > $@.tmp && mv $@.tmp $@
+$(VGG_INT8): $(BUILD)/quant/vgg11_bn_calib.tsv tests/data/vgg11_bn.imw tools/requantise.py tools/imw.py
+	$(PYTHON) tools/requantise.py tests/data/vgg11_bn.imw $@ --dtype int8 --act-max $<
 
 # Quality cost of reduced precision: paris6k_subset leave-one-out mAP, longest side 512
 # (descriptors cached per model file and precision in $(BUILD)/eval-cache).
@@ -129,11 +137,11 @@ bench-quant: $(BUILD)/bench_quant quant-weights
 	$(BUILD)/bench_quant weights/resnet50.imw $(BUILD)/quant/resnet50_bf16.imw $(BUILD)/quant/resnet50_int8cal.imw 25 1
 	$(BUILD)/bench_quant weights/resnet50.imw $(BUILD)/quant/resnet50_bf16.imw $(BUILD)/quant/resnet50_int8cal.imw 25 2
 
-test: weights $(REFS) $(TESTS) $(EXAMPLES) imret quant-weights
+test: weights $(REFS) $(TESTS) $(EXAMPLES) imret quant-weights $(VGG_INT8)
 	sh tests/run_tests.sh $(BUILD)
 
 test-asan test-ubsan: weights $(REFS)
-	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" NO_OMP=1 $(addprefix build-asan/,$(notdir $(TESTS) $(EXAMPLES))) quant-weights
+	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" NO_OMP=1 $(addprefix build-asan/,$(notdir $(TESTS) $(EXAMPLES))) quant-weights build-asan/quant/vgg11_bn_int8cal.imw
 	ASAN_OPTIONS=detect_leaks=1 IMRET_SANITIZED=1 sh tests/run_tests.sh build-asan
 
 # aarch64: cross-compile the kernel and parity tests and run them under qemu-user, so the NEON

@@ -2307,7 +2307,7 @@ static imret__kernels8 imret__kernels8_for(imret_simd level, int bf16) {
 
 /* Every int8 micro-kernel this CPU can run, slowest first (at most 4; for tests and
    bench_int8: the dispatcher above picks one per level). */
-static int imret__kernels8_all(imret__kernels8 *ks) {
+static IMRET__UNUSED int imret__kernels8_all(imret__kernels8 *ks) {
     int n = 0;
     unsigned f = imret__cpu_features();
     (void)f;

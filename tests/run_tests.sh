@@ -97,6 +97,9 @@ run "reduced-precision-descriptors" "$B/test_quant" --size 224 weights/resnet50.
     bf16:$Q/resnet50_bf16.imw:fp32:0.999:0.99 f16:$Q/resnet50_f16.imw:fp32:0.999:0.99 \
     int8-weights:$Q/resnet50_int8.imw:fp32:0.99:0.95 int8-inference:$Q/resnet50_int8cal.imw:int8:0.99:0.95 \
     bf16-inference:$Q/resnet50_bf16.imw:bf16:0.999:0.99 -- $QIMGS
+# int8 inference on a VGG (VGG11-BN with random weights from `make refs`, calibrated like ResNet-50)
+run "int8-inference-vgg" "$B/test_quant" --size 128 tests/data/vgg11_bn.imw \
+    vgg11_bn-int8:$Q/vgg11_bn_int8cal.imw:int8:0.99:0.95 -- $QIMGS
 
 # 6c. The README's C examples compile as written.
 [ -z "$IMRET_SANITIZED" ] && run "readme-examples-compile" sh tests/readme_snippets.sh
