@@ -8,7 +8,8 @@ there (independent of imret): UKBench N-S score and paris6k_subset leave-one-out
 `search --json`, imagededup duplicate groups from `dedup --json` vs groundtruth.tsv, the HTML
 report rendered by headless Chromium, incremental re-indexing == a full index, Ctrl-C
 (SIGINT) mid-run, JSON output against examples/imret.schema.json, bad input and exit codes,
-info / train-whitening / train-hash / export-faiss (read back with FAISS), and the examples.
+info / train-whitening / train-hash / export-faiss (read back with FAISS), `index --precision
+int8` (paris6k_subset mAP within 1 point of fp32, recorded in the index), and the examples.
 One index of ukbench + paris6k_subset is built once in BUILD_DIR/cli-test and reused
 (re-running is then an incremental no-op). Under IMRET_SANITIZED only the quick parts run.
 Prints "N checks passed, N failed"; exits non-zero on any failure."""
@@ -125,6 +126,27 @@ def index_count(path):
 
 
 # ---- 1. retrieval: one index of ukbench + paris6k_subset -----------------------------------
+def paris_map(idx, *extra):
+    """Leave-one-out mAP (%) of the 250 paris6k_subset/paris images searched in idx, or None."""
+    gt = read_gt(f"{DATA}/paris6k_subset/groundtruth_db_leave_one_out.tsv")
+    base = f"{DATA}/paris6k_subset/"
+    rc, out, err = run("search", idx, *[base + q for q in gt], "-k", 331, "--json", "--threads", THREADS, *extra)
+    doc = parse_json(out, "search", "search paris6k_subset")
+    if not doc:
+        return None
+    aps = []
+    for q, res in zip(gt, doc["queries"]):
+        rel = set(gt[q])
+        ranked = [r["path"][len(base):] for r in res["results"] if r["path"].startswith(base + "paris/") and r["path"] != base + q]
+        hits, ap = 0, 0.0
+        for i, p in enumerate(ranked):
+            if p in rel:
+                hits += 1
+                ap += hits / (i + 1)
+        aps.append(ap / len(rel))
+    return 100 * sum(aps) / len(aps)
+
+
 def test_retrieval():
     print("== retrieval: index ukbench + paris6k_subset, search")
     idx = os.path.join(W, "all.imri")
@@ -158,22 +180,8 @@ def test_retrieval():
         check(all(q.get("from_index") for q in doc["queries"]), "indexed, unchanged queries use their stored vectors")
 
     # paris6k_subset leave-one-out mAP over the 250 paris/ images (reference GeM 84.6)
-    gt = read_gt(f"{DATA}/paris6k_subset/groundtruth_db_leave_one_out.tsv")
-    base = f"{DATA}/paris6k_subset/"
-    rc, out, err = run("search", idx, *[base + q for q in gt], "-k", 331, "--json", "--threads", THREADS)
-    doc = parse_json(out, "search", "search paris6k_subset")
-    if doc:
-        aps = []
-        for q, res in zip(gt, doc["queries"]):
-            rel = set(gt[q])
-            ranked = [r["path"][len(base):] for r in res["results"] if r["path"].startswith(base + "paris/") and r["path"] != base + q]
-            hits, ap = 0, 0.0
-            for i, p in enumerate(ranked):
-                if p in rel:
-                    hits += 1
-                    ap += hits / (i + 1)
-            aps.append(ap / len(rel))
-        m = 100 * sum(aps) / len(aps)
+    m = paris_map(idx)
+    if m is not None:
         print(f"  paris6k_subset leave-one-out mAP (GeM, 512, fp16 index): {m:.2f} (PyTorch reference 84.6)")
         check(m >= 84.0, f"paris mAP >= 84.0 ({m:.2f})")
 
@@ -322,6 +330,46 @@ def test_incremental():
     o1, o2 = run("search", inc, *qs, "-k", 11, "--json")[1], run("search", full, *qs, "-k", 11, "--json")[1]
     strip = lambda o: [[(r["path"], r["similarity"]) for r in q["results"]] for q in json.loads(o)["queries"]]  # noqa: E731
     check(strip(o1) == strip(o2), "incremental and full index give identical search results")
+
+
+# ---- 3b. reduced precision: index --precision int8 ------------------------------------------
+def test_precision():
+    print("== --precision int8: paris6k_subset mAP, recorded in the index, used by search")
+    cal = os.path.join(B, "quant", "resnet50_int8cal.imw")
+    if not os.path.exists(cal):
+        check(False, f"{cal} missing: make quant-weights")
+        return
+    idx = os.path.join(W, "paris_int8.imri")
+    if os.path.exists(idx):
+        os.remove(idx)
+    t0 = time.time()
+    rc, _, err = run("index", f"{DATA}/paris6k_subset", "-o", idx, "--model", cal, "--precision", "int8", "--threads", THREADS)
+    print(f"  int8 index: {time.time() - t0:.1f} s")
+    check(rc == 0 and index_count(idx) == 275, f"int8 index of the 275 paris6k_subset images ({index_count(idx)})")
+    rc, out, _ = run("info", idx)
+    check(rc == 0 and "prec=int8" in out, "the index records prec=int8")
+    m = paris_map(idx, "--model", cal)
+    if m is not None:
+        print(f"  paris6k_subset leave-one-out mAP, int8 inference: {m:.2f} (fp32 84.48)")
+        check(m >= 83.5, f"int8 paris mAP within 1 point of fp32's 84.48 ({m:.2f})")
+    # a query outside the index is described in the index's precision: a copy of an indexed
+    # image finds its own entry at similarity ~1 (an fp32 description would give ~0.998)
+    qd = fresh(os.path.join(W, "int8q"))
+    src = sorted(read_gt(f"{DATA}/paris6k_subset/groundtruth_db_leave_one_out.tsv"))[0]
+    q = copy(f"{DATA}/paris6k_subset/{src}", f"{qd}/q.jpg")
+    rc, out, _ = run("search", idx, q, "-k", 1, "--json", "--model", cal)
+    doc = json.loads(out) if rc == 0 else None
+    top = doc["queries"][0]["results"][0] if doc else None
+    check(top is not None and top["path"].endswith(src) and top["similarity"] >= 0.9995,
+          f"search describes new queries in int8 too (own entry at {top['similarity'] if top else None})")
+    rc, _, err = run("index", f"{DATA}/paris6k_subset", "-o", idx, "--model", cal)
+    check(rc == 2 and "prec=int8" in err, "updating an int8 index in fp32 is refused (exit 2)")
+    rc, _, err = run("index", qd, "-o", os.path.join(W, "x.imri"), "--precision", "int8")
+    check(rc == 2 and "activation scales" in err, "--precision int8 with an uncalibrated model: a clear error (exit 2)")
+    rc, _, err = run("dedup", idx, "--precision", "int8")
+    check(rc == 1 and "--precision is for folders" in err, "dedup --precision on an index -> usage error (exit 1)")
+    rc, _, err = run("index", qd, "-o", os.path.join(W, "x.imri"), "--precision", "int4")
+    check(rc == 1 and "fp32, int8 or bf16" in err, "--precision int4 -> usage error (exit 1)")
 
 
 # ---- 4. Ctrl-C mid-run ----------------------------------------------------------------------
@@ -510,12 +558,14 @@ def main():
         check(rc == 0 and rc2 == 0 and rc3 == 0 and parse_json(out2, "search", "san search") and parse_json(out3, "dedup", "san dedup"),
               "index + search + dedup run clean under the sanitizers")
     else:
-        only = os.environ.get("ONLY", "retrieval,dedup,incremental,sigint,bad,tools,examples").split(",")
+        only = os.environ.get("ONLY", "retrieval,dedup,incremental,precision,sigint,bad,tools,examples").split(",")
         idx = test_retrieval() if "retrieval" in only else os.path.join(W, "all.imri")
         if "dedup" in only:
             test_dedup()
         if "incremental" in only:
             test_incremental()
+        if "precision" in only:
+            test_precision()
         if "sigint" in only:
             test_sigint()
         if "bad" in only:
