@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
     l1 = loadavg();
     printf("ResNet-50 (Keras default model) forward, %dx%d, batch 1, %d thread(s), %d interleaved runs, SIMD %s\n", side, side,
            threads, runs, imret_simd_name(imret_simd_detect()));
-    printf("load average before/after: %.2f / %.2f (above the core count other processes were competing: wall\n"
+    printf("load average before/after: %.2f / %.2f (if above the core count, other processes were competing: wall\n"
            "times are then inflated; the process CPU time per run is less affected but still shares caches)\n", l0, l1);
     printf("%-18s %10s %10s %9s %14s %9s %9s\n", "precision", "median ms", "min ms", "vs fp32", "CPU ms median", "vs fp32", "file MB");
     for (i = 0; i < NP; i++) {
