@@ -1678,9 +1678,12 @@ static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, si
    (in, out) channel pair instead of 144. Summed over input channels the 36 element-wise
    products become 36 independent GEMMs  M[xi] (out x tiles) = U[xi] (out x in) * V[xi]
    (in x tiles), run on the packed micro-kernels of the direct convolution:
-   - U is transformed per call from the packed 3x3 weights straight into the packed A layout
-     [xi][panel][in][8] (162 multiply-adds per channel pair: cheap next to the GEMMs, and no
-     load-time memory, which keeps the peak RSS of the model at its size);
+   - U is transformed from the packed 3x3 weights straight into the packed A layout
+     [xi][panel][in][8] (162 multiply-adds per channel pair) on a layer's first use by a
+     context, which keeps it (imret__wg_weights_of: 4x the layer's weights, ResNet-50 at 224
+     11 MB; the model itself holds none, so loading peaks at the model size). Transforming per
+     call had cost as much as the GEMMs on the 28x28 layers (bench_winograd: 512->512 at 28x28
+     0.93x direct with it, 0.51x without);
    - V is transformed per block of ~32 tiles (whole nr panels) into packed B panels [xi][panel][in][nr];
    - the block's M [xi][out][tile] is transformed back with the fused epilogue.
    The transforms work on 8 lanes (8 output channels, or 8 tiles) so they compile to vector
@@ -1691,6 +1694,10 @@ static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, si
    ====================================================================================== */
 /* Tiles per block: whole panels of nr, about 32 (V and M of a 256-channel block fit in L2). */
 static int imret__wg_nt(int nr) { return nr >= 32 ? nr : 32 / nr * nr; }
+/* Floats between consecutive xi planes of V and M beyond their size: without it the planes
+   are a power of two apart (e.g. 32 KiB) and the 36 strided stores / loads of a transform
+   all fall in one L1 set. */
+#define IMRET__WG_PAD 16
 #define IMRET__WG_L8 for (l = 0; l < 8; l++)
 
 /* Output channel panels [p0, p1): U[xi][panel][ic][8] = G g G^T, xi = 6 * row + column. */
@@ -1731,7 +1738,7 @@ static IMRET__INLINE void imret__wg_weights_body(const float *wp, int M, int IC,
 static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0,
                                                int nt, int nr, float *V) {
     int npan = (nt + nr - 1) / nr, ic, g, r, c, l;
-    size_t step = (size_t)npan * IC * nr; /* between xi planes */
+    size_t step = (size_t)npan * IC * nr + IMRET__WG_PAD; /* between xi planes */
     for (ic = 0; ic < IC; ic++) {
         const float *plane = in + (size_t)ic * h * w;
         for (g = 0; g * 8 < npan * nr; g++) {
@@ -1785,7 +1792,7 @@ static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, i
 static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,
                                                 int ow, float *out, const imret__epilogue *ep, int oc0, int oc1) {
     int oc, g, i, j, l;
-    size_t step = (size_t)M * ldm;
+    size_t step = (size_t)M * ldm + IMRET__WG_PAD; /* between xi planes */
     for (oc = oc0; oc < oc1; oc++) {
         float bias = ep->bias ? ep->bias[oc] : 0.0f;
         float *oplane = out + (size_t)oc * oh * ow;
@@ -1846,24 +1853,29 @@ IMRET__WG_INSTANCES(avx2, IMRET__AVX2)
 static size_t imret__wg_u_floats(int M, int IC) { return (size_t)36 * ((size_t)(M + IMRET__MR - 1) / IMRET__MR * IMRET__MR) * IC; }
 static size_t imret__wg_thread_floats(int M, int IC, int nr) {
     size_t ld = (size_t)imret__wg_nt(nr);
-    return (size_t)36 * ld * ((size_t)IC + M);
+    return (size_t)36 * (ld * ((size_t)IC + M) + 2 * IMRET__WG_PAD);
 }
 
-/* out (M x oh x ow) = epilogue(conv3x3 stride 1 (in: IC x h x w, padding pad)) with the packed
-   3x3 weights wp, by F(4x4, 3x3). U holds imret__wg_u_floats, ws threads x
-   imret__wg_thread_floats. Every output value is computed by the same operations whatever the
-   thread count (tiles and channel panels are independent tasks). */
-static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int h, int w, int pad, const float *wp,
-                                 const float *in, float *out, const imret__epilogue *ep, float *U, float *ws, int threads) {
-    int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2, tiles_x = (ow + 3) / 4, nr = kern->nr, chunks = 1;
-    int panels = (M + IMRET__MR - 1) / IMRET__MR;
-    long NT = imret__wg_nt(nr), T = (long)tiles_x * ((oh + 3) / 4), nblocks = (T + NT - 1) / NT, tiles, t;
-    int p;
+/* U (imret__wg_u_floats) = the transformed packed 3x3 weights wp of an M x IC layer. */
+static void imret__wg_transform_weights(const imret__kernels *kern, int M, int IC, const float *wp, float *U, int threads) {
+    int panels = (M + IMRET__MR - 1) / IMRET__MR, p;
     (void)threads;
 #if IMRET__OMP
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && panels > 1)
 #endif
     for (p = 0; p < panels; p++) kern->wg_weights(wp, M, IC, U, p, p + 1);
+}
+
+/* out (M x oh x ow) = epilogue(conv3x3 stride 1 (in: IC x h x w, padding pad)) by F(4x4, 3x3)
+   with U from imret__wg_transform_weights; ws holds threads x imret__wg_thread_floats. Every
+   output value is computed by the same operations whatever the thread count (tiles and
+   channel panels are independent tasks). */
+static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int h, int w, int pad, const float *in,
+                                 float *out, const imret__epilogue *ep, const float *U, float *ws, int threads) {
+    int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2, tiles_x = (ow + 3) / 4, nr = kern->nr, chunks = 1;
+    int panels = (M + IMRET__MR - 1) / IMRET__MR;
+    long NT = imret__wg_nt(nr), T = (long)tiles_x * ((oh + 3) / 4), nblocks = (T + NT - 1) / NT, tiles, t;
+    (void)threads;
     while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
     tiles = nblocks * chunks;
 #if IMRET__OMP
@@ -1878,7 +1890,8 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
         long t0 = (t / chunks) * NT;
         int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
         int nt = T - t0 < NT ? (int)(T - t0) : (int)NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q, j;
-        float *Mb = V + (size_t)36 * ldm * IC;
+        size_t vstep = (size_t)ldm * IC + IMRET__WG_PAD, mstep = (size_t)M * ldm + IMRET__WG_PAD; /* xi planes */
+        float *Mb = V + 36 * vstep;
         kern->wg_input(in, IC, h, w, pad, tiles_x, t0, nt, nr, V);
         for (xi = 0; xi < 36; xi++)
             for (q = p0; q < p1; q++) {
@@ -1886,7 +1899,7 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
                 const float *a = U + ((size_t)xi * panels + q) * IMRET__MR * IC;
                 for (j = 0; j < npan; j++) { /* the columns of the block's tiles, in whole groups of 8 */
                     int cols = (nt - j * nr + 7) / 8 * 8;
-                    kern->ukr(IC, a, V + ((size_t)xi * npan + j) * IC * nr, Mb + ((size_t)xi * M + q * IMRET__MR) * ldm + j * nr,
+                    kern->ukr(IC, a, V + xi * vstep + (size_t)j * IC * nr, Mb + xi * mstep + (size_t)q * IMRET__MR * ldm + j * nr,
                               (size_t)ldm, mr, cols < nr ? cols : nr, 1, 1, NULL, NULL, 0);
                 }
             }
@@ -3322,6 +3335,9 @@ IMRET_DEF imret_result imret_model_get_info(const imret_model *m, imret_model_in
    One walker runs the network twice: a dry run (sizes only) plans the workspace, the real
    run computes. Both share the code, so the plan cannot disagree with the execution.
    ====================================================================================== */
+/* Layers whose transformed Winograd weights a context keeps (ResNet-152 has 50 3x3 convs; the
+   ones past this many transform per call). */
+#define IMRET__WG_CACHE 64
 struct imret_context {
     const imret_model *model;
     int threads;
@@ -3335,13 +3351,21 @@ struct imret_context {
     imret__kernels8 kb;       /* bf16 micro-kernel (precision BF16); nr = 0: emulated       */
     imret__idx_dot_fn dot;    /* linear layers: fp32 SIMD dot kernel; NULL: scalar oracle    */
     float *calib;             /* imret_calibrate_forward: per-conv input maxima, else NULL  */
+    /* Winograd weights transformed once per layer and kept (imret__wg_weights_of): U of
+       wg_key[i] is wg_u[i]; the model is immutable while contexts exist */
+    const imret__conv *wg_key[IMRET__WG_CACHE];
+    float *wg_u[IMRET__WG_CACHE];
+    size_t wg_bytes;          /* held by wg_u                                              */
+    int wg_n;
 };
 
-/* Winograd needs enough 4x4 output tiles to pay for transforming the weights on every call
-   (bench/bench_winograd.c, AVX2 8x24 kernel with register accumulators, 1 thread, machine
-   very busy): 28x28 outputs (49 tiles) and larger ran in 0.17-0.71x the direct time (0.90 for
-   one 112x112 layer), 32x32 in 0.64x; 14x14 and 16x16 (16 tiles) in 1.10-1.43x, 7x7 in 2.9x.
-   (Before the register fix of the direct kernel, 16 tiles had still won: 0.58-0.66x.) */
+/* Winograd needs enough 4x4 output tiles (bench/bench_winograd.c). With the weights
+   transformed on every call (AVX2 8x24 kernel, 1 thread, machine very busy): 28x28 outputs
+   (49 tiles) and larger ran in 0.17-0.71x the direct time, 14x14 and 16x16 (16 tiles) in
+   1.10-1.43x, 7x7 in 2.9x. With the transformed weights kept per context (AVX-512 8x32, Zen 5,
+   2026-12-06, "kept U" column): 49 tiles and more 0.42-0.58x; 16 tiles 0.82-1.04x (0.89 for
+   VGG16 conv5, 1.04 for ResNet-50 layer3 at 224, where keeping its 57 MB of transformed
+   weights would break the 1.3x peak-RSS target for no gain); 7x7 2.2x. */
 #define IMRET__WG_MIN_TILES 36
 /* ... and enough input channels: VGG's first layer (3 -> 64 at 224x224) ran 1.5-2.1x slower. */
 #define IMRET__WG_MIN_IN 16
@@ -3367,6 +3391,30 @@ typedef struct imret__run {
 /* out = relu?(conv(in) + bias (+ residual)); shapes in/out as C x H x W. The portable path
    (kern.nr == 0) is im2col in pixel chunks + imret__gemm_scalar; the SIMD path packs B from
    the input directly (imret__conv_gemm_fast). */
+/* The transformed Winograd weights (wg_u floats) of cv for this context: transformed on the
+   layer's first use and kept, while the cache has a slot and the context's arena plus the
+   kept weights stay within max_workspace_bytes (ResNet-50 at 224: 11 MB for its 7 Winograd
+   layers); otherwise transformed into the workspace on every call. The transform of a
+   512x512 layer writes 38 MB, as much as its GEMMs at 28x28 read. */
+static const float *imret__wg_weights_of(imret__run *R, const imret__conv *cv, size_t wg_u) {
+    imret_context *ctx = R->ctx;
+    float *U = R->wg;
+    int i;
+    for (i = 0; i < ctx->wg_n; i++)
+        if (ctx->wg_key[i] == cv) return ctx->wg_u[i];
+    if (ctx->wg_n < IMRET__WG_CACHE && ctx->ws_floats * sizeof(float) + ctx->wg_bytes + wg_u * sizeof(float) <= ctx->max_ws) {
+        float *kept = (float *)imret__malloc(wg_u * sizeof(float));
+        if (kept) { /* out of memory: the workspace copy still works */
+            ctx->wg_key[ctx->wg_n] = cv;
+            ctx->wg_u[ctx->wg_n++] = kept;
+            ctx->wg_bytes += wg_u * sizeof(float);
+            U = kept;
+        }
+    }
+    imret__wg_transform_weights(&ctx->kern, cv->out_c, cv->in_c, cv->w, U, ctx->threads);
+    return U;
+}
+
 static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *in, int h, int w, float *out,
                             const float *residual, int relu, int *oh_out, int *ow_out) {
     int oh = imret__out_dim(h, cv->k, cv->stride, cv->pad), ow = imret__out_dim(w, cv->k, cv->stride, cv->pad);
@@ -3434,8 +3482,8 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
         return;
     }
     if (wino) {
-        imret__conv_winograd(&R->ctx->kern, cv->out_c, cv->in_c, h, w, cv->pad, cv->w, in, out, &ep, R->wg, R->wg + wg_u,
-                             R->ctx->threads);
+        imret__conv_winograd(&R->ctx->kern, cv->out_c, cv->in_c, h, w, cv->pad, in, out, &ep, imret__wg_weights_of(R, cv, wg_u),
+                             R->wg + wg_u, R->ctx->threads);
         return;
     }
     if (fast) {
@@ -3608,7 +3656,9 @@ IMRET_DEF imret_result imret_context_create(const imret_model *model, const imre
 }
 
 IMRET_DEF void imret_context_destroy(imret_context *ctx) {
+    int i;
     if (!ctx) return;
+    for (i = 0; i < ctx->wg_n; i++) IMRET_FREE(ctx->wg_u[i]);
     IMRET_FREE(ctx->ws);
     IMRET_FREE(ctx);
 }

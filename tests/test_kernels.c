@@ -133,8 +133,9 @@ static int test_winograd(void) {
                     case_make(&c, in_c, out_c, h, w, 3, 1, pad, (ci + si) & 1, (si + pad) & 1);
                     U = (float *)malloc(imret__wg_u_floats(out_c, in_c) * 4);
                     ws = (float *)malloc(2 * imret__wg_thread_floats(out_c, in_c, kern.nr) * 4);
-                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.wp, c.x, c.o1, &c.ep, U, ws, 1);
-                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.wp, c.x, c.o2, &c.ep, U, ws, 2);
+                    imret__wg_transform_weights(&kern, out_c, in_c, c.wp, U, 1 + (si & 1));
+                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.x, c.o1, &c.ep, U, ws, 1);
+                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.x, c.o2, &c.ep, U, ws, 2);
                     cases++;
                     failures += case_check(&c, WG_TOL, "winograd", imret_simd_name(kern.level), &worst);
                     free(U); free(ws);

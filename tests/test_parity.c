@@ -50,6 +50,36 @@ static void on_stage(void *user, const char *name, const imret_tensor *t) {
     free(ref);
 }
 
+/* The features of x again on ctx (it now keeps the transformed Winograd weights of the
+   layers it ran) and on a fresh context whose max_workspace_bytes leaves no room to keep
+   them (every call transforms into the workspace): both bit-identical. Returns 1 on failure. */
+static int repeat_check(const imret_model *model, imret_context *ctx, const imret_tensor *x) {
+    imret_context_config cc = imret_context_config_init();
+    imret_context *c2 = NULL;
+    imret_tensor f;
+    float *a = NULL, *b = NULL;
+    size_t n = 0;
+    int ok = 0, kept = ctx->wg_n;
+    if (imret_forward(ctx, x, &f, NULL) == IMRET_OK) {
+        n = (size_t)f.c * f.h * f.w;
+        a = (float *)malloc(n * sizeof(float));
+        memcpy(a, f.data, n * sizeof(float));
+        cc.threads = ctx->threads;
+        cc.max_workspace_bytes = ctx->ws_floats * sizeof(float); /* the arena, nothing more */
+        if (imret_forward(ctx, x, &f, NULL) == IMRET_OK && !memcmp(a, f.data, n * sizeof(float)) &&
+            imret_context_create(model, &cc, &c2) == IMRET_OK && imret_forward(c2, x, &f, NULL) == IMRET_OK &&
+            c2->wg_n == 0 && (size_t)f.c * f.h * f.w == n) {
+            b = f.data;
+            ok = !memcmp(a, b, n * sizeof(float));
+        }
+    }
+    printf("  repeated forward (%d layers with kept Winograd weights) and a context keeping none: %s\n", kept,
+           ok ? "bit-identical" : "FAIL");
+    imret_context_destroy(c2);
+    free(a);
+    return !ok;
+}
+
 int main(int argc, char **argv) {
     imret_model *model;
     imret_context *ctx;
@@ -102,6 +132,7 @@ int main(int argc, char **argv) {
             rc = imret_forward(ctx, &x, &f, &opt);
         }
         if (rc) { printf("FAIL forward: %s\n", imret_last_error()); sc.failed = 1; }
+        else sc.failed |= repeat_check(model, ctx, &x);
         for (i = 0; i < ref.n; i++)
             if (!sc.seen[i] && strcmp(ref.t[i].name, "input") && !(lg == &ref.t[i] && !info.num_classes)) {
                 printf("  %-9s FAIL: in the reference but not produced by imret\n", ref.t[i].name);
