@@ -1698,6 +1698,11 @@ static int imret__wg_nt(int nr) { return nr >= 32 ? nr : 32 / nr * nr; }
    are a power of two apart (e.g. 32 KiB) and the 36 strided stores / loads of a transform
    all fall in one L1 set. */
 #define IMRET__WG_PAD 16
+#if defined(__GNUC__) || defined(__clang__)
+#define IMRET__PREFETCH(p) __builtin_prefetch(p)
+#else
+#define IMRET__PREFETCH(p) ((void)(p))
+#endif
 #define IMRET__WG_L8 for (l = 0; l < 8; l++)
 
 /* Output channel panels [p0, p1): U[xi][panel][ic][8] = G g G^T, xi = 6 * row + column. */
@@ -1739,8 +1744,21 @@ static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, i
                                                int nt, int nr, float *V) {
     int npan = (nt + nr - 1) / nr, ic, g, r, c, l;
     size_t step = (size_t)npan * IC * nr + IMRET__WG_PAD; /* between xi planes */
+    /* the input rectangle of the block's tiles (rows y0..y1, columns x0..x1, clipped): the next
+       channel's part is prefetched while this one is transformed -- the reads of short rows
+       of IC different planes are beyond the hardware prefetcher, and they were the hottest
+       instructions of the transform (perf, VGG16) */
+    long ty0 = t0 / tiles_x, ty1 = (t0 + nt - 1) / tiles_x;
+    int y0 = (int)ty0 * 4 - pad, y1 = (int)ty1 * 4 - pad + 6, x0 = ty0 == ty1 ? (int)(t0 % tiles_x) * 4 - pad : 0;
+    int x1 = ty0 == ty1 ? (int)((t0 + nt - 1) % tiles_x) * 4 - pad + 6 : w;
+    y0 = y0 < 0 ? 0 : y0; y1 = y1 > h ? h : y1; x0 = x0 < 0 ? 0 : x0; x1 = x1 > w ? w : x1;
     for (ic = 0; ic < IC; ic++) {
         const float *plane = in + (size_t)ic * h * w;
+        if (ic + 1 < IC) {
+            int y, x;
+            for (y = y0; y < y1; y++)
+                for (x = x0; x < x1 + 15; x += 16) IMRET__PREFETCH(plane + (size_t)h * w + (size_t)y * w + (x < x1 ? x : x1 - 1));
+        }
         for (g = 0; g * 8 < npan * nr; g++) {
             float d[6][6][8], e[6][6][8];
             float *v = V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr;
