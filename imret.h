@@ -2161,13 +2161,21 @@ IMRET__AVX2 static void imret__ukr8_avx2(int kg, const int8_t *a, const uint8_t 
 }
 
 /* 4 x 16 on AVX-VNNI (VEX-encoded vpdpbusd on ymm: Intel client cores from Alder Lake, AMD
-   Zen 5): one instruction instead of three. */
+   Zen 5): one instruction instead of three. Compilers from before the instruction (GCC < 11,
+   clang < 12) build without it (AVX2 kernel instead). */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define IMRET__HAVE_AVXVNNI 1
+#else
+#define IMRET__HAVE_AVXVNNI 0
+#endif
+#if IMRET__HAVE_AVXVNNI
 #define IMRET__AVXVNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
 #define IMRET__DPBUSD_AVX(acc, bv, wv) _mm256_dpbusd_avx_epi32(acc, bv, wv)
 IMRET__AVXVNNI static void imret__ukr8_avxvnni(int kg, const int8_t *a, const uint8_t *b, float *c, size_t ldc, int mr,
                                                int nr, const float *dq, const float *bias, const float *res, int relu) {
     IMRET__TILE4X16(IMRET__DPBUSD_AVX)
 }
+#endif
 
 /* The 4 x 64 AVX-512 tile shared by the VNNI and BF16 kernels: per K group, 4 zmm of B
    (64 pixels x 4 bytes) times each row's broadcast 4 bytes (4 int8 weights / 2 bf16 weights),
@@ -2322,8 +2330,10 @@ static imret__kernels8 imret__kernels8_for(imret_simd level, int bf16) {
         if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_BF16)) { k.nr = 64; k.ukr = imret__ukrbf_avx512; k.name = "avx512-bf16"; }
     } else if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_VNNI)) {
         k.nr = 64; k.ukr = imret__ukr8_vnni; k.name = "avx512-vnni";
+#if IMRET__HAVE_AVXVNNI
     } else if ((level == IMRET_SIMD_AVX2 || level == IMRET_SIMD_AVX512) && (imret__cpu_features() & IMRET__CPU_AVXVNNI)) {
         k.nr = 16; k.ukr = imret__ukr8_avxvnni; k.name = "avx-vnni";
+#endif
     } else if (level == IMRET_SIMD_AVX2 || level == IMRET_SIMD_AVX512) {
         k.nr = 16; k.ukr = imret__ukr8_avx2; k.name = "avx2";
     }
@@ -2345,7 +2355,9 @@ static IMRET__UNUSED int imret__kernels8_all(imret__kernels8 *ks) {
     memset(ks, 0, 4 * sizeof *ks);
 #if IMRET__X86
     if (f & IMRET__CPU_AVX2) { ks[n].nr = 16; ks[n].ukr = imret__ukr8_avx2; ks[n++].name = "avx2"; }
+#if IMRET__HAVE_AVXVNNI
     if (f & IMRET__CPU_AVXVNNI) { ks[n].nr = 16; ks[n].ukr = imret__ukr8_avxvnni; ks[n++].name = "avx-vnni"; }
+#endif
     if ((f & IMRET__CPU_AVX512) && (f & IMRET__CPU_VNNI)) { ks[n].nr = 64; ks[n].ukr = imret__ukr8_vnni; ks[n++].name = "avx512-vnni"; }
 #endif
 #if IMRET__NEON
