@@ -115,10 +115,10 @@ quant-weights: $(QUANT_W) $(BUILD)/quant/resnet50_int8cal.imw
 # int8 on a VGG for the tests: tests/data/vgg11_bn.imw (`make refs`: torchvision's VGG11-BN
 # with seeded random weights; no pretrained VGG installs here), calibrated the same way.
 VGG_INT8 = $(BUILD)/quant/vgg11_bn_int8cal.imw
-$(BUILD)/quant/vgg11_bn_calib.tsv: $(BUILD)/calibrate tests/data/vgg11_bn.imw
+$(BUILD)/quant/vgg11_bn_calib.tsv: $(BUILD)/calibrate $(REFS)
 	@mkdir -p $(dir $@)
 	$(BUILD)/calibrate --model tests/data/vgg11_bn.imw $(CALIB_ARGS) $(CALIB_IMGS) > $@.tmp && mv $@.tmp $@
-$(VGG_INT8): $(BUILD)/quant/vgg11_bn_calib.tsv tests/data/vgg11_bn.imw tools/requantise.py tools/imw.py
+$(VGG_INT8): $(BUILD)/quant/vgg11_bn_calib.tsv $(REFS) tools/requantise.py tools/imw.py
 	$(PYTHON) tools/requantise.py tests/data/vgg11_bn.imw $@ --dtype int8 --act-max $<
 
 # Quality cost of reduced precision: paris6k_subset leave-one-out mAP, longest side 512
