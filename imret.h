@@ -1694,10 +1694,14 @@ static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, si
    ====================================================================================== */
 /* Tiles per block: whole panels of nr, about 32 (V and M of a 256-channel block fit in L2). */
 static int imret__wg_nt(int nr) { return nr >= 32 ? nr : 32 / nr * nr; }
+
 /* Floats between consecutive xi planes of V and M beyond their size: without it the planes
    are a power of two apart (e.g. 32 KiB) and the 36 strided stores / loads of a transform
    all fall in one L1 set. */
 #define IMRET__WG_PAD 16
+/* Floats between the xi planes of a block's V (ldm tiles x IC) and M (M x ldm tiles). */
+static size_t imret__wg_vstep(int ldm, int IC) { return (size_t)ldm * IC + IMRET__WG_PAD; }
+static size_t imret__wg_mstep(int M, int ldm) { return (size_t)M * ldm + IMRET__WG_PAD; }
 #if defined(__GNUC__) || defined(__clang__)
 #define IMRET__PREFETCH(p) __builtin_prefetch(p)
 #else
@@ -1743,7 +1747,7 @@ static IMRET__INLINE void imret__wg_weights_body(const float *wp, int M, int IC,
 static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0,
                                                int nt, int nr, float *V) {
     int npan = (nt + nr - 1) / nr, ic, g, r, c, l;
-    size_t step = (size_t)npan * IC * nr + IMRET__WG_PAD; /* between xi planes */
+    size_t step = imret__wg_vstep(npan * nr, IC); /* between xi planes */
     /* the input rectangle of the block's tiles (rows y0..y1, columns x0..x1, clipped): the next
        channel's part is prefetched while this one is transformed -- the reads of short rows
        of IC different planes are beyond the hardware prefetcher, and they were the hottest
@@ -1810,7 +1814,7 @@ static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, i
 static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,
                                                 int ow, float *out, const imret__epilogue *ep, int oc0, int oc1) {
     int oc, g, i, j, l;
-    size_t step = (size_t)M * ldm + IMRET__WG_PAD; /* between xi planes */
+    size_t step = imret__wg_mstep(M, ldm); /* between xi planes */
     for (oc = oc0; oc < oc1; oc++) {
         float bias = ep->bias ? ep->bias[oc] : 0.0f;
         float *oplane = out + (size_t)oc * oh * ow;
@@ -1871,7 +1875,7 @@ IMRET__WG_INSTANCES(avx2, IMRET__AVX2)
 static size_t imret__wg_u_floats(int M, int IC) { return (size_t)36 * ((size_t)(M + IMRET__MR - 1) / IMRET__MR * IMRET__MR) * IC; }
 static size_t imret__wg_thread_floats(int M, int IC, int nr) {
     size_t ld = (size_t)imret__wg_nt(nr);
-    return (size_t)36 * (ld * ((size_t)IC + M) + 2 * IMRET__WG_PAD);
+    return (size_t)36 * (imret__wg_vstep((int)ld, IC) + imret__wg_mstep(M, (int)ld));
 }
 
 /* U (imret__wg_u_floats) = the transformed packed 3x3 weights wp of an M x IC layer. */
@@ -1908,7 +1912,7 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
         long t0 = (t / chunks) * NT;
         int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
         int nt = T - t0 < NT ? (int)(T - t0) : (int)NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q, j;
-        size_t vstep = (size_t)ldm * IC + IMRET__WG_PAD, mstep = (size_t)M * ldm + IMRET__WG_PAD; /* xi planes */
+        size_t vstep = imret__wg_vstep(ldm, IC), mstep = imret__wg_mstep(M, ldm);
         float *Mb = V + 36 * vstep;
         kern->wg_input(in, IC, h, w, pad, tiles_x, t0, nt, nr, V);
         for (xi = 0; xi < 36; xi++)
@@ -2315,55 +2319,51 @@ typedef struct imret__kernels8 {
     int nr;             /* pixels per micro-tile; 0: the scalar oracle */
     imret__ukr8_fn ukr;
     const char *name;
+    imret_simd level;   /* the dispatch level it serves (AVX2 kernels also serve AVX512) */
 } imret__kernels8;
+
+/* Every int8 micro-kernel this CPU can run, slowest first (at most 4): the dispatcher below
+   picks the fastest one a level allows; tests and bench_int8 run them all. */
+static int imret__kernels8_all(imret__kernels8 *ks) {
+    int n = 0;
+    unsigned f = imret__cpu_features();
+    (void)f;
+    memset(ks, 0, 4 * sizeof *ks);
+#define IMRET__K8(NR, UKR, NAME, LEVEL) do { ks[n].nr = NR; ks[n].ukr = UKR; ks[n].name = NAME; ks[n++].level = LEVEL; } while (0)
+#if IMRET__X86
+    if (f & IMRET__CPU_AVX2) IMRET__K8(16, imret__ukr8_avx2, "avx2", IMRET_SIMD_AVX2);
+#if IMRET__HAVE_AVXVNNI
+    if (f & IMRET__CPU_AVXVNNI) IMRET__K8(16, imret__ukr8_avxvnni, "avx-vnni", IMRET_SIMD_AVX2);
+#endif
+    if ((f & IMRET__CPU_AVX512) && (f & IMRET__CPU_VNNI)) IMRET__K8(64, imret__ukr8_vnni, "avx512-vnni", IMRET_SIMD_AVX512);
+#endif
+#if IMRET__NEON
+    if (f & IMRET__CPU_DOTPROD) IMRET__K8(16, imret__ukr8_sdot, "neon-sdot", IMRET_SIMD_NEON);
+#endif
+#undef IMRET__K8
+    return n;
+}
 
 /* The int8 (bf16 = 0) or bf16 (bf16 = 1) micro-kernel for a dispatch level. nr = 0: none;
    int8 then runs the scalar oracle, BF16 precision is emulated (inputs rounded to bf16, fp32
    kernels). */
 static imret__kernels8 imret__kernels8_for(imret_simd level, int bf16) {
-    imret__kernels8 k;
+    imret__kernels8 k, all[4];
+    int i;
     memset(&k, 0, sizeof k);
     k.name = bf16 ? "emulated" : "scalar";
     level = imret__simd_resolve(level);
-#if IMRET__X86
     if (bf16) {
-        if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_BF16)) { k.nr = 64; k.ukr = imret__ukrbf_avx512; k.name = "avx512-bf16"; }
-    } else if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_VNNI)) {
-        k.nr = 64; k.ukr = imret__ukr8_vnni; k.name = "avx512-vnni";
-#if IMRET__HAVE_AVXVNNI
-    } else if ((level == IMRET_SIMD_AVX2 || level == IMRET_SIMD_AVX512) && (imret__cpu_features() & IMRET__CPU_AVXVNNI)) {
-        k.nr = 16; k.ukr = imret__ukr8_avxvnni; k.name = "avx-vnni";
-#endif
-    } else if (level == IMRET_SIMD_AVX2 || level == IMRET_SIMD_AVX512) {
-        k.nr = 16; k.ukr = imret__ukr8_avx2; k.name = "avx2";
-    }
-#endif
-#if IMRET__NEON
-    if (!bf16 && level == IMRET_SIMD_NEON && (imret__cpu_features() & IMRET__CPU_DOTPROD)) {
-        k.nr = 16; k.ukr = imret__ukr8_sdot; k.name = "neon-sdot";
-    }
-#endif
-    return k;
-}
-
-/* Every int8 micro-kernel this CPU can run, slowest first (at most 4; for tests and
-   bench_int8: the dispatcher above picks one per level). */
-static IMRET__UNUSED int imret__kernels8_all(imret__kernels8 *ks) {
-    int n = 0;
-    unsigned f = imret__cpu_features();
-    (void)f;
-    memset(ks, 0, 4 * sizeof *ks);
 #if IMRET__X86
-    if (f & IMRET__CPU_AVX2) { ks[n].nr = 16; ks[n].ukr = imret__ukr8_avx2; ks[n++].name = "avx2"; }
-#if IMRET__HAVE_AVXVNNI
-    if (f & IMRET__CPU_AVXVNNI) { ks[n].nr = 16; ks[n].ukr = imret__ukr8_avxvnni; ks[n++].name = "avx-vnni"; }
+        if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_BF16)) {
+            k.nr = 64; k.ukr = imret__ukrbf_avx512; k.name = "avx512-bf16"; k.level = IMRET_SIMD_AVX512;
+        }
 #endif
-    if ((f & IMRET__CPU_AVX512) && (f & IMRET__CPU_VNNI)) { ks[n].nr = 64; ks[n].ukr = imret__ukr8_vnni; ks[n++].name = "avx512-vnni"; }
-#endif
-#if IMRET__NEON
-    if (f & IMRET__CPU_DOTPROD) { ks[n].nr = 16; ks[n].ukr = imret__ukr8_sdot; ks[n++].name = "neon-sdot"; }
-#endif
-    return n;
+        return k;
+    }
+    for (i = imret__kernels8_all(all) - 1; i >= 0; i--) /* fastest first */
+        if (all[i].level == level || (all[i].level == IMRET_SIMD_AVX2 && level == IMRET_SIMD_AVX512)) return all[i];
+    return k;
 }
 
 /* The int8 (and bf16) convolution on a micro-kernel: tiles of (B block of nc pixels) x (range
@@ -2877,7 +2877,6 @@ typedef struct imret__loader {
     unsigned char *used; /* per tensor: consumed by the architecture */
     imret_model *m;
     int fp32_block;      /* loading convolutions int8 inference keeps in fp32 */
-    imret_precision only; /* imret_model_config.precision */
 } imret__loader;
 
 static const imret__imw_tensor *imret__need(imret__loader *L, const char *name, int ndim, const uint32_t *shape,
@@ -3052,7 +3051,7 @@ static imret_result imret__load_conv(imret__loader *L, const char *cname, const 
         rc = imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory quantising %s", cname);
         goto done;
     }
-    if (cv->wq && L->only == IMRET_PRECISION_INT8) { /* int8 only: the panels are all it needs */
+    if (cv->wq && L->m->only == IMRET_PRECISION_INT8) { /* int8 only: the panels are all it needs */
         IMRET_FREE(cv->w);
         cv->w = NULL;
     }
@@ -3214,6 +3213,18 @@ static imret_result imret__build_resnet(imret__loader *L) {
     return IMRET_OK;
 }
 
+/* Whether the loaded weights of m can run precision p (the file carries what it needs);
+   who prefixes the message. */
+static imret_result imret__precision_supported(const imret_model *m, imret_precision p, const char *who) {
+    if (p == IMRET_PRECISION_INT8 && !m->n_act_scales)
+        return imret__fail(IMRET_ERROR_UNSUPPORTED, "%s: int8 precision needs a model file with activation scales "
+                           "(build/calibrate + tools/requantise.py --act-max)", who);
+    if (p == IMRET_PRECISION_BF16 && !m->weights_bf16)
+        return imret__fail(IMRET_ERROR_UNSUPPORTED, "%s: bf16 precision needs weights that are bf16 values after loading "
+                           "(tools/requantise.py --dtype bf16, BatchNorm folded)", who);
+    return IMRET_OK;
+}
+
 static imret_result imret__model_from_imw(const imret__imw *w, imret_precision only, imret_model **out) {
     char val[256];
     imret_model *m;
@@ -3222,7 +3233,7 @@ static imret_result imret__model_from_imw(const imret__imw *w, imret_precision o
     int i, nf;
     *out = NULL;
     m = (imret_model *)imret__calloc(1, sizeof *m);
-    L.w = w; L.m = m; L.fp32_block = 0; L.only = only;
+    L.w = w; L.m = m; L.fp32_block = 0;
     L.used = (unsigned char *)imret__calloc(w->n, 1);
     if (!m || !L.used) { IMRET_FREE(m); IMRET_FREE(L.used); return imret__fail(IMRET_ERROR_OUT_OF_MEMORY, "weights: out of memory"); }
     if (!imret__imw_get(w, "arch", val, sizeof val)) { rc = imret__fail(IMRET_ERROR_MISSING, "weights: header has no arch= line"); goto done; }
@@ -3279,16 +3290,7 @@ static imret_result imret__model_from_imw(const imret__imw *w, imret_precision o
         goto done;
     }
     (void)nf;
-    if (only == IMRET_PRECISION_INT8 && !m->n_act_scales) {
-        rc = imret__fail(IMRET_ERROR_UNSUPPORTED, "weights: precision int8 needs a file with activation scales "
-                         "(build/calibrate + tools/requantise.py --act-max)");
-        goto done;
-    }
-    if (only == IMRET_PRECISION_BF16 && !m->weights_bf16) {
-        rc = imret__fail(IMRET_ERROR_UNSUPPORTED, "weights: precision bf16 needs weights that are bf16 values after "
-                         "loading (tools/requantise.py --dtype bf16, BatchNorm folded)");
-        goto done;
-    }
+    if ((rc = imret__precision_supported(m, only, "weights")) != IMRET_OK) goto done;
     if (m->weights_bf16 && m->only != IMRET_PRECISION_INT8 && imret__kernels8_for(IMRET_SIMD_AUTO, 1).nr) {
         int b, drop = m->only == IMRET_PRECISION_BF16; /* native bf16 ([bf16 inference]) */
         for (i = 0; i < m->n_convs && rc == IMRET_OK; i++) rc = imret__conv_bf16(&m->convs[i], drop);
@@ -3661,12 +3663,8 @@ IMRET_DEF imret_result imret_context_create(const imret_model *model, const imre
         return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_context_create: the model was loaded for %s "
                                             "only (imret_model_config.precision); load it with FP32 for other precisions",
                                             model->only == IMRET_PRECISION_INT8 ? "int8" : "bf16");
-    if (cfg->precision == IMRET_PRECISION_INT8 && !model->n_act_scales)
-        return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_context_create: int8 precision needs a model file "
-                                            "with activation scales (build/calibrate + tools/requantise.py --act-max)");
-    if (cfg->precision == IMRET_PRECISION_BF16 && !model->weights_bf16)
-        return IMRET_FREE(ctx), imret__fail(IMRET_ERROR_UNSUPPORTED, "imret_context_create: bf16 precision needs weights that are "
-                                            "bf16 values after loading (tools/requantise.py --dtype bf16, BatchNorm folded)");
+    if (imret__precision_supported(model, cfg->precision, "imret_context_create") != IMRET_OK)
+        return IMRET_FREE(ctx), IMRET_ERROR_UNSUPPORTED;
     ctx->precision = cfg->precision;
     ctx->k8 = imret__kernels8_for(cfg->simd, 0);
     ctx->kb = imret__kernels8_for(cfg->simd, 1);
