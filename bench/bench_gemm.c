@@ -42,7 +42,8 @@ int main(int argc, char **argv) {
         {"r50 l3 1x1 1024>256", 1024, 256, 14, 1, 1, 0}, {"r50 l3 1x1 256>1024", 256, 1024, 14, 1, 1, 0},
         {"r50 l3 3x3 256", 256, 256, 14, 3, 1, 1},   {"r50 l4 1x1 2048>512", 2048, 512, 7, 1, 1, 0},
         {"r50 l4 1x1 512>2048", 512, 2048, 7, 1, 1, 0}, {"r50 l4 3x3 512", 512, 512, 7, 3, 1, 1},
-        {"vgg conv3 3x3 256", 256, 256, 56, 3, 1, 1},
+        {"r50 l2 1x1/2 256>512", 256, 512, 56, 1, 2, 0}, {"r50 l3 3x3/2 256", 256, 256, 28, 3, 2, 1},
+        {"r50 l4 3x3/2 512", 512, 512, 14, 3, 2, 1},  {"vgg conv3 3x3 256", 256, 256, 56, 3, 1, 1},
     };
     int runs = argc > 1 ? atoi(argv[1]) : 7, li, r;
     imret__kernels kern = imret__kernels_for(IMRET_SIMD_AUTO);
@@ -71,13 +72,16 @@ int main(int argc, char **argv) {
         double t[64], flop = 2.0 * oc * K * N;
         imret__epilogue ep;
         imret__bsrc src;
+        float *ph;
         for (i = 0; i < nin; i++) x[i] = (float)(i % 7) * 0.1f;
         for (i = 0; i < (size_t)oc * K; i++) wt[i] = (float)(i % 5) * 0.1f;
         imret__pack_rows(wp, K, 0, oc, wt);
         ep.bias = bias; ep.residual = NULL; ep.relu = 1;
-        src.in = x; src.c = ic; src.h = hw; src.w = hw; src.k = k; src.stride = L[li].stride; src.pad = L[li].pad; src.ow = ow;
+        ph = L[li].stride == 2 ? malloc(imret__phase_floats(ic, hw, hw) * 4) : NULL;
         for (r = -1; r < runs; r++) {
             double t0 = cpu_s();
+            imret__bsrc_init(&src, x, ic, hw, hw, k, L[li].stride, L[li].pad, ow);
+            if (ph && k > 1 && N >= IMRET__PHASE_MIN_PIX && !getenv("BENCH_GEMM_NO_PHASE")) imret__bsrc_phase(&src, ph, 1); /* as imret__conv_run */
             imret__conv_gemm_fast(&kern, oc, N, K, wp, &src, o, &ep, pack, 1);
             if (r >= 0) t[r] = cpu_s() - t0;
         }
@@ -86,7 +90,7 @@ int main(int argc, char **argv) {
         printf("%-22s %6d %6d %6ld  %8.3f %8.1f %5.0f%%\n", L[li].name, oc, K, N, t[runs / 2] * 1e3, flop / t[runs / 2] / 1e9,
                peak > 0 ? 100 * flop / t[runs / 2] / 1e9 / peak : 0);
 
-        free(x); free(wt); free(wp); free(bias); free(o); free(pack);
+        free(x); free(wt); free(wp); free(bias); free(o); free(pack); free(ph);
     }
     printf("all layers above: %.1f GFLOP/s = %.0f%% of peak\n", tot_flop / tot_s / 1e9, peak > 0 ? 100 * tot_flop / tot_s / 1e9 / peak : 0);
     return 0;

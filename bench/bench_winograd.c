@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
         for (i = 0; i < (size_t)oc; i++) bias[i] = 0.01f * (float)i;
         imret__pack_rows(wp, K, 0, oc, wt);
         ep.bias = bias; ep.residual = NULL; ep.relu = 1;
-        src.in = x; src.c = ic; src.h = hw; src.w = hw; src.k = 3; src.stride = 1; src.pad = 1; src.ow = hw;
+        imret__bsrc_init(&src, x, ic, hw, hw, 3, 1, 1, hw);
         if (runs > 64) runs = 64;
         for (r = -1; r < runs; r++) { /* one warm-up each, interleaved */
             double t0 = now_ms();

@@ -101,11 +101,21 @@ static int test_gemm(void) {
                             if (imret__out_dim(h, k, stride, pad) < 1 || imret__out_dim(w, k, stride, pad) < 1) continue;
                             case_make(&c, chans[ci], chans[(ci * 3 + ki + si) % 7], h, w, k, stride, pad, (ci + si) & 1, (ki + stride) & 1);
                             pack = (float *)malloc(imret__gemm_plan(c.out_c, c.N, c.K, 2, NULL, NULL) * 4); /* covers 1 thread too */
-                            src.in = c.x; src.c = c.in_c; src.h = h; src.w = w; src.k = k; src.stride = stride; src.pad = pad; src.ow = c.ow;
+                            imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
                             imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
                             imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
                             cases++;
                             failures += case_check(&c, 1e-5, "gemm", imret_simd_name(kern.level), &worst);
+                            if (stride == 2) { /* the same from phase planes, as the forward pass runs it */
+                                float *ph = (float *)malloc(imret__phase_floats(c.in_c, h, w) * 4);
+                                memset(c.o1, 0, c.nout * 4);
+                                imret__bsrc_phase(&src, ph, 2);
+                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
+                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
+                                cases++;
+                                failures += case_check(&c, 1e-5, "gemm, stride-2 phase planes", imret_simd_name(kern.level), &worst);
+                                free(ph);
+                            }
                             free(pack);
                             case_free(&c);
                         }
