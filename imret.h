@@ -1368,7 +1368,20 @@ typedef struct imret__kernels {
    ====================================================================================== */
 #define IMRET__KC 256
 #define IMRET__NC 192
-#define IMRET__PACK_FLOATS ((size_t)IMRET__KC * IMRET__NC)
+/* A last column block of <= IMRET__NC_TAIL columns joins the one before (N = 196 at 14x14:
+   one block of 196, not 192 + 4, which streamed all of A again for 4 columns). */
+#define IMRET__NC_TAIL 64
+/* floats per k row of a packed B block: the largest block rounded up to whole panels (nr <= 32) */
+#define IMRET__NC_MAX (IMRET__NC + IMRET__NC_TAIL + 32)
+#define IMRET__PACK_FLOATS ((size_t)IMRET__KC * IMRET__NC_MAX)
+
+/* Column blocks of an N-column GEMM: block b starts at b * IMRET__NC and has imret__nc_of
+   columns. */
+static long imret__nblocks(long N) {
+    long nb = (N + IMRET__NC - 1) / IMRET__NC;
+    return nb > 1 && N - (nb - 1) * IMRET__NC <= IMRET__NC_TAIL ? nb - 1 : nb;
+}
+static int imret__nc_of(long N, long nblocks, long b) { return b == nblocks - 1 ? (int)(N - b * IMRET__NC) : IMRET__NC; }
 
 /* Floats of the phase planes of a stride-2 input (imret__bsrc_phase). */
 static size_t imret__phase_floats(int c, int h, int w) { return (size_t)c * 4 * (size_t)((h + 1) / 2) * (size_t)((w + 1) / 2); }
@@ -1658,8 +1671,8 @@ IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, 
 #define IMRET__PACK_ALL_MAX ((size_t)2 << 20) /* floats (8 MiB): larger B keeps per-tile packing */
 static size_t imret__gemm_plan(int M, long N, int K, int threads, int *chunks_out, int *shared_out) {
     int panels = (M + IMRET__MR - 1) / IMRET__MR, chunks = 1;
-    long nblocks = (N + IMRET__NC - 1) / IMRET__NC;
-    size_t whole = (size_t)nblocks * IMRET__NC * (size_t)K, per_thread = (size_t)(threads > 0 ? threads : 1) * IMRET__PACK_FLOATS;
+    long nblocks = imret__nblocks(N);
+    size_t whole = (size_t)nblocks * IMRET__NC_MAX * (size_t)K, per_thread = (size_t)(threads > 0 ? threads : 1) * IMRET__PACK_FLOATS;
     while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
     if (threads <= 1) chunks = 1; /* one thread: nothing to balance, and B is packed once */
     if (chunks_out) *chunks_out = chunks;
@@ -1672,7 +1685,7 @@ static size_t imret__gemm_plan(int M, long N, int K, int threads, int *chunks_ou
 static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
                                   float *out, const imret__epilogue *ep, float *pack, int threads) {
     int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr, chunks, shared;
-    long nblocks = (N + IMRET__NC - 1) / IMRET__NC, kblocks = (K + IMRET__KC - 1) / IMRET__KC, tiles, t;
+    long nblocks = imret__nblocks(N), kblocks = (K + IMRET__KC - 1) / IMRET__KC, tiles, t;
     imret__gemm_plan(M, N, K, threads, &chunks, &shared);
     tiles = nblocks * chunks;
     (void)threads;
@@ -1683,8 +1696,8 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
         for (t = 0; t < nblocks * kblocks; t++) {
             long n0 = (t / kblocks) * IMRET__NC;
             int k0 = (int)(t % kblocks) * IMRET__KC, kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC;
-            int nc = N - n0 < IMRET__NC ? (int)(N - n0) : IMRET__NC;
-            imret__pack_b(src, k0, kc, n0, nc, nr, pack + ((size_t)(t / kblocks) * K + k0) * IMRET__NC);
+            int nc = imret__nc_of(N, nblocks, t / kblocks);
+            imret__pack_b(src, k0, kc, n0, nc, nr, pack + ((size_t)(t / kblocks) * K + k0) * IMRET__NC_MAX);
         }
     }
 #if IMRET__OMP
@@ -1693,12 +1706,12 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
     for (t = 0; t < tiles; t++) {
         long n0 = (t / chunks) * IMRET__NC;
         int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
-        int nc = N - n0 < IMRET__NC ? (int)(N - n0) : IMRET__NC, k0, p, j;
+        int nc = imret__nc_of(N, nblocks, t / chunks), k0, p, j;
         float *bp;
         for (k0 = 0; k0 < K; k0 += IMRET__KC) {
             int kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC;
             if (shared) {
-                bp = pack + ((size_t)(t / chunks) * K + k0) * IMRET__NC;
+                bp = pack + ((size_t)(t / chunks) * K + k0) * IMRET__NC_MAX;
             } else {
 #if IMRET__OMP
                 bp = pack + (size_t)omp_get_thread_num() * IMRET__PACK_FLOATS;
