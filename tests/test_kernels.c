@@ -80,7 +80,9 @@ static const int chans[] = {1, 3, 7, 17, 63, 65, 257};
 static const imret_simd levels[] = {IMRET_SIMD_AVX2, IMRET_SIMD_AVX512, IMRET_SIMD_NEON};
 
 static int test_gemm(void) {
-    static const int sizes[][2] = {{1, 1}, {7, 9}, {13, 17}, {31, 5}};
+    /* 23 x 29 = 667 pixels: several column blocks, so B is packed per tile (the others have one
+       block and pack B whole, imret__gemm_plan) */
+    static const int sizes[][2] = {{1, 1}, {7, 9}, {13, 17}, {31, 5}, {23, 29}};
     static const int ks[] = {1, 3, 7};
     int li, cases = 0, failures = 0, tested_levels = 0;
     double worst = 0;
@@ -90,7 +92,7 @@ static int test_gemm(void) {
         if (kern.level != levels[li] || !kern.nr) { printf("%s: not supported by this CPU, skipped\n", imret_simd_name(levels[li])); continue; }
         tested_levels++;
         for (ci = 0; ci < 7; ci++)
-            for (si = 0; si < 4; si++)
+            for (si = 0; si < 5; si++)
                 for (ki = 0; ki < 3; ki++)
                     for (stride = 1; stride <= 2; stride++)
                         for (padded = 0; padded <= 1; padded++) {
