@@ -1269,6 +1269,52 @@ static void imret__maxpool(const float *in, int c, int h, int w, int k, int stri
     }
 }
 
+/* Max pool, row form (the SIMD paths): per output row, one pass per valid tap (ky, kx) over the
+   output columns whose input column lies inside the image, so the inner loop has no bounds
+   test and vectorises. Taps are visited in imret__maxpool's order and compared the same way
+   (a NaN input never wins; of equal values the first stays, so -0/+0 too), so the result is
+   bit-identical to it. Channels [ch0, ch1). */
+static IMRET__INLINE void imret__maxpool_rows_body(const float *in, int h, int w, int k, int stride, int pad, float *out,
+                                                   int oh, int ow, int ch0, int ch1) {
+    int ch, oy, ox, ky, kx;
+    for (ch = ch0; ch < ch1; ch++)
+        for (oy = 0; oy < oh; oy++) {
+            float *dst = out + ((size_t)ch * oh + oy) * ow;
+            for (ox = 0; ox < ow; ox++) dst[ox] = -INFINITY;
+            for (ky = 0; ky < k; ky++) {
+                int iy = oy * stride - pad + ky;
+                if (iy < 0 || iy >= h) continue;
+                if (k == 2 && stride == 2 && pad == 0 && w >= 2 * ow) { /* VGG: both taps of the row in one pass */
+                    const float *src = in + ((size_t)ch * h + iy) * w;
+                    for (ox = 0; ox < ow; ox++) {
+                        float m = dst[ox], a = src[2 * ox], b = src[2 * ox + 1];
+                        m = a > m ? a : m;
+                        dst[ox] = b > m ? b : m;
+                    }
+                    continue;
+                }
+                for (kx = 0; kx < k; kx++) { /* columns ox with 0 <= ox * stride - pad + kx < w */
+                    const float *src = in + ((size_t)ch * h + iy) * w + kx - pad;
+                    int lo = pad - kx > 0 ? (pad - kx + stride - 1) / stride : 0, hi = (w - 1 + pad - kx) / stride + 1;
+                    if (w - 1 + pad - kx < 0) hi = 0;
+                    if (hi > ow) hi = ow;
+                    if (stride == 2) { /* the common case, spelt out so the compiler sees the stride */
+                        for (ox = lo; ox < hi; ox++) dst[ox] = src[2 * ox] > dst[ox] ? src[2 * ox] : dst[ox];
+                    } else {
+                        for (ox = lo; ox < hi; ox++) dst[ox] = src[(size_t)ox * stride] > dst[ox] ? src[(size_t)ox * stride] : dst[ox];
+                    }
+                }
+            }
+        }
+}
+typedef void (*imret__maxpool_fn)(const float *in, int h, int w, int k, int stride, int pad, float *out, int oh, int ow,
+                                  int ch0, int ch1);
+#if IMRET__NEON /* NEON is baseline on aarch64: the plain instance vectorises (x86 ones: [impl: kernels (Winograd)]) */
+static void imret__maxpool_rows_generic(const float *in, int h, int w, int k, int stride, int pad, float *out, int oh, int ow,
+                                        int ch0, int ch1) {
+    imret__maxpool_rows_body(in, h, w, k, stride, pad, out, oh, ow, ch0, ch1);
+}
+#endif
 /* PyTorch AdaptiveAvgPool2d: cell i covers [floor(i*n/o), ceil((i+1)*n/o)). */
 static void imret__adaptive_avgpool(const float *in, int c, int h, int w, int oh, int ow, float *out) {
     int ch, oy, ox, y, x;
@@ -1353,6 +1399,7 @@ typedef struct imret__kernels {
     void (*wg_input)(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0, int nt, int nr, float *V);
     void (*wg_output)(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh, int ow, float *out,
                       const struct imret__epilogue *ep, int oc0, int oc1);
+    imret__maxpool_fn maxpool; /* row-form max pool (imret__maxpool_rows_body); NULL: the oracle */
 } imret__kernels;
 
 /* ======================================================================================
@@ -2003,6 +2050,14 @@ static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm,
 IMRET__WG_INSTANCES(generic, )
 #if IMRET__X86
 IMRET__WG_INSTANCES(avx2, IMRET__AVX2)
+IMRET__AVX2 static void imret__maxpool_rows_avx2(const float *in, int h, int w, int k, int stride, int pad, float *out, int oh,
+                                                 int ow, int ch0, int ch1) {
+    imret__maxpool_rows_body(in, h, w, k, stride, pad, out, oh, ow, ch0, ch1);
+}
+IMRET__AVX512 static void imret__maxpool_rows_avx512(const float *in, int h, int w, int k, int stride, int pad, float *out,
+                                                     int oh, int ow, int ch0, int ch1) {
+    imret__maxpool_rows_body(in, h, w, k, stride, pad, out, oh, ow, ch0, ch1);
+}
 #endif
 
 /* Floats of a Winograd layer's workspace: U, then per thread the block's V and M. */
@@ -2072,8 +2127,8 @@ static imret__kernels imret__kernels_for(imret_simd level) {
     k.wg_input = imret__wg_input_generic;
     k.wg_output = imret__wg_output_generic;
 #if IMRET__X86
-    if (k.level == IMRET_SIMD_AVX512) { k.nr = 32; k.ukr = imret__ukr_avx512; }
-    else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; }
+    if (k.level == IMRET_SIMD_AVX512) { k.nr = 32; k.ukr = imret__ukr_avx512; k.maxpool = imret__maxpool_rows_avx512; }
+    else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }
     if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both */
         k.wg_weights = imret__wg_weights_avx2;
         k.wg_input = imret__wg_input_avx2;
@@ -2081,9 +2136,25 @@ static imret__kernels imret__kernels_for(imret_simd level) {
     }
 #endif
 #if IMRET__NEON
-    if (k.level == IMRET_SIMD_NEON) { k.nr = 8; k.ukr = imret__ukr_neon; } /* transforms: generic (NEON is baseline) */
+    if (k.level == IMRET_SIMD_NEON) { k.nr = 8; k.ukr = imret__ukr_neon; k.maxpool = imret__maxpool_rows_generic; } /* transforms: generic (NEON is baseline) */
 #endif
     return k;
+}
+
+/* Max pool of c channels: the row form of kern's level split over threads by channel, or the
+   oracle (imret__maxpool) on the portable path. */
+static void imret__maxpool_run(const imret__kernels *kern, const float *in, int c, int h, int w, int k, int stride, int pad,
+                               float *out, int oh, int ow, int threads) {
+    int ch;
+    if (!kern->maxpool) {
+        imret__maxpool(in, c, h, w, k, stride, pad, out, oh, ow, threads);
+        return;
+    }
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && c > 1)
+#endif
+    for (ch = 0; ch < c; ch++) kern->maxpool(in, h, w, k, stride, pad, out, oh, ow, ch, ch + 1);
 }
 
 /* [reduced precision] x -> the nearest bf16 value (ties to even), kept as a float: BF16 precision. Inputs are
@@ -3691,7 +3762,7 @@ static void imret__pool_run(imret__run *R, const float *in, int c, int h, int w,
         if (act > R->max_act) R->max_act = act;
         return;
     }
-    imret__maxpool(in, c, h, w, k, s, p, out, *oh, *ow, R->ctx->threads);
+    imret__maxpool_run(&R->ctx->kern, in, c, h, w, k, s, p, out, *oh, *ow, R->ctx->threads);
 }
 
 /* Runs the trunk; buf[0..3] are activation buffers. Returns the feature map location. */
@@ -3920,7 +3991,7 @@ IMRET_DEF imret_result imret_forward_logits(imret_context *ctx, const imret_tens
         /* last max pool (into the col buffer, planned for it), adaptive 7x7 average, 3 linear */
         float *a = head, *b1 = head + 512 * 7 * 7, *b2 = b1 + 4096;
         int ph = imret__out_dim(h, 2, 2, 0), pw = imret__out_dim(w, 2, 2, 0);
-        imret__maxpool(feat, c, h, w, 2, 2, 0, scratch, ph, pw, ctx->threads);
+        imret__maxpool_run(&ctx->kern, feat, c, h, w, 2, 2, 0, scratch, ph, pw, ctx->threads);
         imret__adaptive_avgpool(scratch, c, ph, pw, 7, 7, a);
         imret__linear(m->fc[0].w, m->fc[0].b, a, m->fc[0].in_n, 4096, 1, b1, ctx->threads, ctx->dot);
         imret__linear(m->fc[1].w, m->fc[1].b, b1, 4096, 4096, 1, b2, ctx->threads, ctx->dot);

@@ -159,8 +159,47 @@ static int test_winograd(void) {
     return failures;
 }
 
+/* Max pool, row form of every ISA vs the oracle: bit-identical (NaN inputs and -0/+0 ties
+   included), 1 and 2 threads, awkward sizes, kernel sizes, strides and paddings. */
+static int test_maxpool(void) {
+    static const int sizes[][2] = {{1, 1}, {2, 3}, {7, 9}, {13, 17}, {31, 5}, {112, 112}};
+    int li, si, k, stride, pad, i, cases = 0, failures = 0;
+    for (li = 0; li < 3; li++) {
+        imret__kernels kern = imret__kernels_for(levels[li]);
+        if (kern.level != levels[li] || !kern.maxpool) continue;
+        for (si = 0; si < 6; si++)
+            for (k = 1; k <= 5; k++)
+                for (stride = 1; stride <= 3; stride++)
+                    for (pad = 0; pad <= k / 2; pad++) {
+                        int c = 3, h = sizes[si][0], w = sizes[si][1], oh = imret__out_dim(h, k, stride, pad), ow = imret__out_dim(w, k, stride, pad);
+                        size_t n = (size_t)c * h * w, no;
+                        float *x, *ref, *o1, *o2;
+                        if (oh < 1 || ow < 1) continue;
+                        no = (size_t)c * oh * ow;
+                        x = (float *)malloc(n * 4); ref = (float *)malloc(no * 4); o1 = (float *)malloc(no * 4); o2 = (float *)malloc(no * 4);
+                        for (i = 0; i < (int)n; i++) { /* ties of -0 / +0, a NaN now and then */
+                            int r = (int)(frand() * 8 + 8) % 8;
+                            x[i] = r == 0 ? -0.0f : r == 1 ? 0.0f : r == 2 ? NAN : frand();
+                        }
+                        imret__maxpool(x, c, h, w, k, stride, pad, ref, oh, ow, 1);
+                        imret__maxpool_run(&kern, x, c, h, w, k, stride, pad, o1, oh, ow, 1);
+                        imret__maxpool_run(&kern, x, c, h, w, k, stride, pad, o2, oh, ow, 2);
+                        cases++;
+                        if (memcmp(ref, o1, no * 4) || memcmp(ref, o2, no * 4)) {
+                            failures++;
+                            printf("FAIL maxpool %s %dx%d k%d s%d p%d: differs from the oracle\n", imret_simd_name(kern.level), h, w, k, stride, pad);
+                        }
+                        free(x); free(ref); free(o1); free(o2);
+                    }
+        printf("%s: max pool vs scalar oracle checked\n", imret_simd_name(kern.level));
+    }
+    printf("maxpool: %d cases, bit-identical to the oracle, %d failed\n", cases, failures);
+    return failures;
+}
+
 int main(void) {
     int failures = test_gemm();
     failures += test_winograd();
+    failures += test_maxpool();
     return failures ? 1 : 0;
 }
