@@ -1396,7 +1396,8 @@ typedef struct imret__kernels {
     imret__ukr_fn ukr; /* MR x nr micro-kernel                                                  */
     /* Winograd transforms ([impl: kernels (Winograd)]), set with the micro-kernel */
     void (*wg_weights)(const float *wp, int M, int IC, float *U, int p0, int p1);
-    void (*wg_input)(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0, int nt, int nr, float *V);
+    void (*wg_input)(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x, long t0, int nt, int nr,
+                     float *V);
     void (*wg_output)(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh, int ow, float *out,
                       const struct imret__epilogue *ep, int oc0, int oc1);
     imret__maxpool_fn maxpool; /* row-form max pool (imret__maxpool_rows_body); NULL: the oracle */
@@ -1873,7 +1874,10 @@ static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, si
    - V is transformed per block of ~32 tiles (whole nr panels) into packed B panels [xi][panel][in][nr];
    - the block's M [xi][out][tile] is transformed back with the fused epilogue.
    The transforms work on 8 lanes (8 output channels, or 8 tiles) so they compile to vector
-   code; they are instantiated per ISA with the target attribute. Rounding: the constants
+   code; they are instantiated per ISA with the target attribute. On x86 the 8 tiles' input
+   patches are gathered and their outputs scattered with masked row loads/stores and 4 x 8
+   transposes (imret__wg_gather8_avx2 / imret__wg_scatter8_avx2) where the tiles lie in at
+   most two tile rows; elsewhere lane by lane. Rounding: the constants
    (1/6, 1/24, ...) and the cancellation in B^T d B make the result differ from the direct
    sum by ~1e-6..1e-5 x max|out| per layer (test_kernels, test_parity report it);
    imret_context_config.exact = 1 or IMRET_CONV=direct keeps every layer on the direct path.
@@ -1923,10 +1927,92 @@ static IMRET__INLINE void imret__wg_weights_body(const float *wp, int M, int IC,
         }
 }
 
-/* Tiles [t0, t0+nt) of the input (tile t: output rows 4*(t / tiles_x).., columns
-   4*(t % tiles_x)..) -> V[xi][j][ic][nr] = B^T d B, tile t0 + j*nr + lane; lanes past nt are 0. */
-static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0,
-                                               int nt, int nr, float *V) {
+/* Vector gather / scatter of 8 horizontally adjacent tiles (the SIMD paths; NULL: per lane).
+   gather: d[r][c][l] = the input at row iy0 + r, column xs + 4 l + c (0 outside the h x w
+   plane), r, c < 6, for the lanes l >= lane0 (the others are left as they are).
+   scatter: output row oy0 + i (i < 4, rows < oh), column xs + 4 l + j (j < 4, l < 8, only
+   columns in [0, ow)) = y[i][j][l] (+ residual), ReLU as in the per-lane code. */
+typedef void (*imret__wg_gather_fn)(const float *plane, int h, int w, int iy0, int xs, int lane0, float d[6][6][8]);
+typedef void (*imret__wg_scatter_fn)(float y[4][4][8], float *oplane, const float *rplane, int oh, int ow, int oy0, int xs,
+                                     int relu);
+#if IMRET__X86
+/* Per input row: 4 masked loads, a 4 x 8 transpose (columns 0..3 of the 8 patches) and a
+   one-lane shift (columns 4, 5 are columns 0, 1 of the next tile). perf on VGG16 had shown the
+   per-lane gather (scalar loads into the lanes, an idiv per lane) as the transform's cost. */
+IMRET__AVX2 static IMRET__INLINE void imret__wg_gather8_avx2(const float *plane, int h, int w, int iy0, int xs, int lane0,
+                                                             float d[6][6][8]) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+    const __m256i lanes = _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lane0 - 1));
+    __m256i m[4];
+    int q, r;
+    for (q = 0; q < 4; q++) {
+        __m256i col = _mm256_add_epi32(_mm256_set1_epi32(xs + 8 * q), iota);
+        m[q] = _mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(w), col));
+    }
+    for (r = 0; r < 6; r++) {
+        int iy = iy0 + r;
+        __m256 v[4], a, b, c, e, t0, t1, t2, t3, o[6];
+        if (iy < 0 || iy >= h) {
+            for (q = 0; q < 6; q++) _mm256_maskstore_ps(d[r][q], lanes, _mm256_setzero_ps());
+            continue;
+        }
+        {
+            const float *row = plane + (size_t)iy * w;
+            float x32 = xs + 32 >= 0 && xs + 32 < w ? row[xs + 32] : 0.0f, x33 = xs + 33 >= 0 && xs + 33 < w ? row[xs + 33] : 0.0f;
+            for (q = 0; q < 4; q++) v[q] = _mm256_maskload_ps(row + ((ptrdiff_t)xs + 8 * q), m[q]);
+            a = _mm256_permute2f128_ps(v[0], v[2], 0x20); /* tiles 0 | 4, columns 0..3 */
+            b = _mm256_permute2f128_ps(v[0], v[2], 0x31); /* tiles 1 | 5 */
+            c = _mm256_permute2f128_ps(v[1], v[3], 0x20); /* tiles 2 | 6 */
+            e = _mm256_permute2f128_ps(v[1], v[3], 0x31); /* tiles 3 | 7 */
+            t0 = _mm256_unpacklo_ps(a, b); t1 = _mm256_unpackhi_ps(a, b);
+            t2 = _mm256_unpacklo_ps(c, e); t3 = _mm256_unpackhi_ps(c, e);
+            o[0] = _mm256_shuffle_ps(t0, t2, 0x44); o[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+            o[2] = _mm256_shuffle_ps(t1, t3, 0x44); o[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+            o[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(o[0], next), _mm256_set1_ps(x32), 0x80);
+            o[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(o[1], next), _mm256_set1_ps(x33), 0x80);
+            for (q = 0; q < 6; q++) _mm256_maskstore_ps(d[r][q], lanes, o[q]);
+        }
+    }
+}
+
+/* Per output row: a 4 x 8 transpose of y[i][0..3] into the 32 contiguous outputs of the 8
+   tiles, then 4 masked stores (the residual read with the same masks). */
+IMRET__AVX2 static IMRET__INLINE void imret__wg_scatter8_avx2(float y[4][4][8], float *oplane, const float *rplane, int oh,
+                                                              int ow, int oy0, int xs, int relu) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256i m[4];
+    int q, i;
+    for (q = 0; q < 4; q++) {
+        __m256i col = _mm256_add_epi32(_mm256_set1_epi32(xs + 8 * q), iota);
+        m[q] = _mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(ow), col));
+    }
+    for (i = 0; i < 4 && oy0 + i < oh; i++) {
+        __m256 t0 = _mm256_unpacklo_ps(_mm256_loadu_ps(y[i][0]), _mm256_loadu_ps(y[i][1]));
+        __m256 t1 = _mm256_unpackhi_ps(_mm256_loadu_ps(y[i][0]), _mm256_loadu_ps(y[i][1]));
+        __m256 t2 = _mm256_unpacklo_ps(_mm256_loadu_ps(y[i][2]), _mm256_loadu_ps(y[i][3]));
+        __m256 t3 = _mm256_unpackhi_ps(_mm256_loadu_ps(y[i][2]), _mm256_loadu_ps(y[i][3]));
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE); /* tiles 0 | 4, 1 | 5 */
+        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE); /* tiles 2 | 6, 3 | 7 */
+        __m256 o[4];
+        ptrdiff_t at = (ptrdiff_t)(oy0 + i) * ow + xs;
+        o[0] = _mm256_permute2f128_ps(u0, u1, 0x20); o[1] = _mm256_permute2f128_ps(u2, u3, 0x20);
+        o[2] = _mm256_permute2f128_ps(u0, u1, 0x31); o[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
+        for (q = 0; q < 4; q++) {
+            __m256 v = o[q];
+            if (rplane) v = _mm256_add_ps(v, _mm256_maskload_ps(rplane + at + 8 * q, m[q]));
+            if (relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ)); /* v < 0 -> 0: NaN and -0 stay */
+            _mm256_maskstore_ps(oplane + at + 8 * q, m[q], v);
+        }
+    }
+}
+#endif
+
+/* Tiles [t0, t0+nt) of input channels [ic0, ic1) (tile t: output rows 4*(t / tiles_x)..,
+   columns 4*(t % tiles_x)..) -> V[xi][j][ic][nr] = B^T d B, tile t0 + j*nr + lane; lanes past nt
+   are 0. IC is the channel count of the layer (V's layout). */
+static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x,
+                                               long t0, int nt, int nr, float *V, imret__wg_gather_fn gather) {
     int npan = (nt + nr - 1) / nr, ic, g, r, c, l;
     size_t step = imret__wg_vstep(npan * nr, IC); /* between xi planes */
     /* the input rectangle of the block's tiles (rows y0..y1, columns x0..x1, clipped): the next
@@ -1937,9 +2023,9 @@ static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, i
     int y0 = (int)ty0 * 4 - pad, y1 = (int)ty1 * 4 - pad + 6, x0 = ty0 == ty1 ? (int)(t0 % tiles_x) * 4 - pad : 0;
     int x1 = ty0 == ty1 ? (int)((t0 + nt - 1) % tiles_x) * 4 - pad + 6 : w;
     y0 = y0 < 0 ? 0 : y0; y1 = y1 > h ? h : y1; x0 = x0 < 0 ? 0 : x0; x1 = x1 > w ? w : x1;
-    for (ic = 0; ic < IC; ic++) {
+    for (ic = ic0; ic < ic1; ic++) {
         const float *plane = in + (size_t)ic * h * w;
-        if (ic + 1 < IC) {
+        if (ic + 1 < ic1) {
             int y, x;
             for (y = y0; y < y1; y++)
                 for (x = x0; x < x1 + 15; x += 16) IMRET__PREFETCH(plane + (size_t)h * w + (size_t)y * w + (x < x1 ? x : x1 - 1));
@@ -1947,7 +2033,12 @@ static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, i
         for (g = 0; g * 8 < npan * nr; g++) {
             float d[6][6][8], e[6][6][8];
             float *v = V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr;
-            IMRET__WG_L8 {
+            int tx = (int)((t0 + g * 8) % tiles_x), ty = (int)((t0 + g * 8) / tiles_x);
+            if (gather && g * 8 + 8 <= nt && tx + 8 <= 2 * tiles_x) { /* 8 tiles in one or two tile rows */
+                gather(plane, h, w, ty * 4 - pad, tx * 4 - pad, 0, d);
+                if (tx + 8 > tiles_x) /* lanes tiles_x - tx.. are the first tiles of the next row */
+                    gather(plane, h, w, ty * 4 + 4 - pad, -4 * (tiles_x - tx) - pad, tiles_x - tx, d);
+            } else IMRET__WG_L8 {
                 long t = t0 + g * 8 + l;
                 int iy0 = (int)(t / tiles_x) * 4 - pad, ix0 = (int)(t % tiles_x) * 4 - pad;
                 if (g * 8 + l >= nt) {
@@ -1993,7 +2084,8 @@ static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int h, i
 /* Output channels [oc0, oc1) of the block's Mb[xi][M][ldm] -> A^T m A + epilogue, clipped
    to the oh x ow output. */
 static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,
-                                                int ow, float *out, const imret__epilogue *ep, int oc0, int oc1) {
+                                                int ow, float *out, const imret__epilogue *ep, int oc0, int oc1,
+                                                imret__wg_scatter_fn scatter) {
     int oc, g, i, j, l;
     size_t step = imret__wg_mstep(M, ldm); /* between xi planes */
     for (oc = oc0; oc < oc1; oc++) {
@@ -2018,6 +2110,12 @@ static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm,
                 y[i][2][l] = m1 + m2 + 4 * (m3 + m4) + bias;
                 y[i][3][l] = m1 - m2 + 8 * (m3 - m4) + m5 + bias;
             }
+            if (scatter && g * 8 + 8 <= nt && (t0 + g * 8) % tiles_x + 8 <= 2 * tiles_x) { /* 8 tiles in one or two rows */
+                int tx = (int)((t0 + g * 8) % tiles_x), ty = (int)((t0 + g * 8) / tiles_x);
+                scatter(y, oplane, rplane, oh, ow, ty * 4, tx * 4, ep->relu); /* lanes past the row: columns >= ow */
+                if (tx + 8 > tiles_x) scatter(y, oplane, rplane, oh, ow, ty * 4 + 4, -4 * (tiles_x - tx), ep->relu);
+                continue;
+            }
             for (l = 0; l < 8 && g * 8 + l < nt; l++) {
                 long t = t0 + g * 8 + l;
                 int oy0 = (int)(t / tiles_x) * 4, ox0 = (int)(t % tiles_x) * 4;
@@ -2035,21 +2133,21 @@ static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm,
 }
 
 /* One instance of the three transforms per ISA (the bodies are inlined into each). */
-#define IMRET__WG_INSTANCES(sfx, attr)                                                                               \
+#define IMRET__WG_INSTANCES(sfx, attr, gather, scatter)                                                              \
     attr static void imret__wg_weights_##sfx(const float *wp, int M, int IC, float *U, int p0, int p1) {             \
         imret__wg_weights_body(wp, M, IC, U, p0, p1);                                                               \
     }                                                                                                                \
-    attr static void imret__wg_input_##sfx(const float *in, int IC, int h, int w, int pad, int tiles_x, long t0,     \
-                                           int nt, int nr, float *V) {                                               \
-        imret__wg_input_body(in, IC, h, w, pad, tiles_x, t0, nt, nr, V);                                             \
+    attr static void imret__wg_input_##sfx(const float *in, int IC, int ic0, int ic1, int h, int w, int pad,         \
+                                           int tiles_x, long t0, int nt, int nr, float *V) {                         \
+        imret__wg_input_body(in, IC, ic0, ic1, h, w, pad, tiles_x, t0, nt, nr, V, gather);                           \
     }                                                                                                                \
     attr static void imret__wg_output_##sfx(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,   \
                                             int ow, float *out, const imret__epilogue *ep, int oc0, int oc1) {       \
-        imret__wg_output_body(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, oc0, oc1);                               \
+        imret__wg_output_body(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, oc0, oc1, scatter);                      \
     }
-IMRET__WG_INSTANCES(generic, )
+IMRET__WG_INSTANCES(generic, , NULL, NULL)
 #if IMRET__X86
-IMRET__WG_INSTANCES(avx2, IMRET__AVX2)
+IMRET__WG_INSTANCES(avx2, IMRET__AVX2, imret__wg_gather8_avx2, imret__wg_scatter8_avx2)
 IMRET__AVX2 static void imret__maxpool_rows_avx2(const float *in, int h, int w, int k, int stride, int pad, float *out, int oh,
                                                  int ow, int ch0, int ch1) {
     imret__maxpool_rows_body(in, h, w, k, stride, pad, out, oh, ow, ch0, ch1);
@@ -2060,12 +2158,8 @@ IMRET__AVX512 static void imret__maxpool_rows_avx512(const float *in, int h, int
 }
 #endif
 
-/* Floats of a Winograd layer's workspace: U, then per thread the block's V and M. */
+/* Floats of a layer's transformed weights U. */
 static size_t imret__wg_u_floats(int M, int IC) { return (size_t)36 * ((size_t)(M + IMRET__MR - 1) / IMRET__MR * IMRET__MR) * IC; }
-static size_t imret__wg_thread_floats(int M, int IC, int nr) {
-    size_t ld = (size_t)imret__wg_nt(nr);
-    return (size_t)36 * (imret__wg_vstep((int)ld, IC) + imret__wg_mstep(M, (int)ld));
-}
 
 /* U (imret__wg_u_floats) = the transformed packed 3x3 weights wp of an M x IC layer. */
 static void imret__wg_transform_weights(const imret__kernels *kern, int M, int IC, const float *wp, float *U, int threads) {
@@ -2077,33 +2171,68 @@ static void imret__wg_transform_weights(const imret__kernels *kern, int M, int I
     for (p = 0; p < panels; p++) kern->wg_weights(wp, M, IC, U, p, p + 1);
 }
 
+/* Work split of imret__conv_winograd for an oh x ow output: tasks are (block of imret__wg_nt
+   tiles) x (chunk of the output-channel panels). Panels are split only with several threads
+   and too few blocks to balance them; the chunks of a block then share its transformed input
+   V, computed once up front in parallel over (block, channel group) -- each chunk had
+   transformed the whole block again (VGG16 conv4 at 28x28: 2 blocks x 4 chunks, 4x the input
+   transform; and at one thread 2 chunks, for nothing). Returns the workspace floats (U not
+   included): the V of every block when shared, else one V per thread, then one M per thread;
+   never less for more threads. */
+#define IMRET__WG_ICG 32 /* input channels per task of the shared input transform */
+static size_t imret__wg_plan(int M, int IC, int oh, int ow, int nr, int threads, int *chunks_out, long *nblocks_out) {
+    int panels = (M + IMRET__MR - 1) / IMRET__MR, chunks = 1, nt = imret__wg_nt(nr);
+    long T = (long)((ow + 3) / 4) * ((oh + 3) / 4), nblocks = (T + nt - 1) / nt;
+    size_t v = (size_t)36 * imret__wg_vstep(nt, IC), m = (size_t)36 * imret__wg_mstep(M, nt);
+    if (threads < 1) threads = 1;
+    while (threads > 1 && nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
+    if (chunks_out) *chunks_out = chunks;
+    if (nblocks_out) *nblocks_out = nblocks;
+    return (size_t)(chunks > 1 && nblocks > threads ? nblocks : threads) * v + (size_t)threads * m;
+}
+
 /* out (M x oh x ow) = epilogue(conv3x3 stride 1 (in: IC x h x w, padding pad)) by F(4x4, 3x3)
-   with U from imret__wg_transform_weights; ws holds threads x imret__wg_thread_floats. Every
-   output value is computed by the same operations whatever the thread count (tiles and
+   with U from imret__wg_transform_weights; ws holds imret__wg_plan floats. Every output value
+   is computed by the same operations whatever the thread count (tiles, channel groups and
    channel panels are independent tasks). */
 static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int h, int w, int pad, const float *in,
                                  float *out, const imret__epilogue *ep, const float *U, float *ws, int threads) {
-    int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2, tiles_x = (ow + 3) / 4, nr = kern->nr, chunks = 1;
+    int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2, tiles_x = (ow + 3) / 4, nr = kern->nr, chunks, shared;
     int panels = (M + IMRET__MR - 1) / IMRET__MR;
-    long NT = imret__wg_nt(nr), T = (long)tiles_x * ((oh + 3) / 4), nblocks = (T + NT - 1) / NT, tiles, t;
-    (void)threads;
-    while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
+    long NT = imret__wg_nt(nr), T = (long)tiles_x * ((oh + 3) / 4), nblocks, tiles, t, groups = (IC + IMRET__WG_ICG - 1) / IMRET__WG_ICG;
+    size_t vfull = (size_t)36 * imret__wg_vstep((int)NT, IC), mfull = (size_t)36 * imret__wg_mstep(M, (int)NT);
+    float *Mws;
+    imret__wg_plan(M, IC, oh, ow, nr, threads, &chunks, &nblocks);
+    shared = chunks > 1;
+    Mws = ws + (size_t)(shared && nblocks > threads ? nblocks : threads) * vfull;
     tiles = nblocks * chunks;
+    (void)threads;
+    if (shared) {
+#if IMRET__OMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+#endif
+        for (t = 0; t < nblocks * groups; t++) {
+            long t0 = (t / groups) * NT;
+            int ic0 = (int)(t % groups) * IMRET__WG_ICG, ic1 = IC - ic0 < IMRET__WG_ICG ? IC : ic0 + IMRET__WG_ICG;
+            kern->wg_input(in, IC, ic0, ic1, h, w, pad, tiles_x, t0, T - t0 < NT ? (int)(T - t0) : (int)NT, nr,
+                           ws + (size_t)(t / groups) * vfull);
+        }
+    }
 #if IMRET__OMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && tiles > 1)
 #endif
     for (t = 0; t < tiles; t++) {
 #if IMRET__OMP
-        float *V = ws + (size_t)omp_get_thread_num() * imret__wg_thread_floats(M, IC, nr);
+        int tid = omp_get_thread_num();
 #else
-        float *V = ws;
+        int tid = 0;
 #endif
         long t0 = (t / chunks) * NT;
         int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
         int nt = T - t0 < NT ? (int)(T - t0) : (int)NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q, j;
         size_t vstep = imret__wg_vstep(ldm, IC), mstep = imret__wg_mstep(M, ldm);
-        float *Mb = V + 36 * vstep;
-        kern->wg_input(in, IC, h, w, pad, tiles_x, t0, nt, nr, V);
+        float *V = ws + (size_t)(shared ? t / chunks : tid) * vfull, *Mb = Mws + (size_t)tid * mfull;
+        if (!shared) kern->wg_input(in, IC, 0, IC, h, w, pad, tiles_x, t0, nt, nr, V);
         for (xi = 0; xi < 36; xi++)
             for (q = p0; q < p1; q++) {
                 int mr = M - q * IMRET__MR < IMRET__MR ? M - q * IMRET__MR : IMRET__MR;
@@ -3683,8 +3812,10 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
             size_t pk = imret__gemm_plan(cv->out_c, npix, (int)K, R->ctx->threads, NULL, NULL);
             if (pk > R->max_pack) R->max_pack = pk;
         }
-        if (wino && wg_u + (size_t)R->ctx->threads * imret__wg_thread_floats(cv->out_c, cv->in_c, R->ctx->kern.nr) > R->max_wg)
-            R->max_wg = wg_u + (size_t)R->ctx->threads * imret__wg_thread_floats(cv->out_c, cv->in_c, R->ctx->kern.nr);
+        if (wino) {
+            size_t wg = wg_u + imret__wg_plan(cv->out_c, cv->in_c, oh, ow, R->ctx->kern.nr, R->ctx->threads, NULL, NULL);
+            if (wg > R->max_wg) R->max_wg = wg;
+        }
         if ((R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq && R->ctx->k8.nr) || bf16) {
             int kg = bf16 ? imret__conv_kg2(cv->in_c, cv->k) : imret__conv_kg(cv->in_c, cv->k);
             size_t b8 = (size_t)kg * imret__i8_nc(kg, bf16 ? R->ctx->kb.nr : R->ctx->k8.nr);

@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
         float *x = malloc(nin * 4), *wt = malloc((size_t)oc * K * 4), *wp = calloc(imret__wp_floats(oc, K), 4);
         float *bias = malloc(oc * 4), *o1 = malloc(nout * 4), *o2 = malloc(nout * 4);
         float *pack = malloc(imret__gemm_plan(oc, (long)hw * hw, K, threads, NULL, NULL) * 4), *U = malloc(imret__wg_u_floats(oc, ic) * 4);
-        float *ws = malloc((size_t)threads * imret__wg_thread_floats(oc, ic, kern.nr) * 4);
+        float *ws = malloc(imret__wg_plan(oc, ic, hw, hw, kern.nr, threads, NULL, NULL) * 4);
         double td[64], tw[64], tu[64], maxd = 0, maxo = 0;
         imret__epilogue ep;
         imret__bsrc src;
