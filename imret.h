@@ -1395,7 +1395,7 @@ typedef struct imret__kernels {
     int nr;            /* columns per micro-tile (0: portable path, im2col + imret__gemm_scalar) */
     imret__ukr_fn ukr; /* MR x nr micro-kernel                                                  */
     /* Winograd transforms ([impl: kernels (Winograd)]), set with the micro-kernel */
-    void (*wg_weights)(const float *wp, int M, int IC, float *U, int p0, int p1);
+    void (*wg_weights)(const float *wp, int IC, float *U, int p0, int p1, size_t xstep, int pbase);
     void (*wg_input)(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x, long t0, int nt, int nr,
                      float *V);
     void (*wg_output)(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh, int ow, float *out,
@@ -1894,9 +1894,11 @@ static size_t imret__wg_vstep(int ldm, int IC) { return (size_t)ldm * IC + IMRET
 static size_t imret__wg_mstep(int M, int ldm) { return (size_t)M * ldm + IMRET__WG_PAD; }
 #define IMRET__WG_L8 for (l = 0; l < 8; l++)
 
-/* Output channel panels [p0, p1): U[xi][panel][ic][8] = G g G^T, xi = 6 * row + column. */
-static IMRET__INLINE void imret__wg_weights_body(const float *wp, int M, int IC, float *U, int p0, int p1) {
-    int panels = (M + IMRET__MR - 1) / IMRET__MR, p, ic, i, j, l;
+/* Output channel panels [p0, p1): U[xi][p - pbase][ic][8] = G g G^T, xi = 6 * row + column,
+   xi planes xstep floats apart (all panels: panels * IC * 8, from pbase 0; one panel for the
+   fused path: imret__wg_ustep). */
+static IMRET__INLINE void imret__wg_weights_body(const float *wp, int IC, float *U, int p0, int p1, size_t xstep, int pbase) {
+    int p, ic, i, j, l;
     for (p = p0; p < p1; p++)
         for (ic = 0; ic < IC; ic++) {
             const float *g = wp + (size_t)p * IMRET__MR * IC * 9 + (size_t)ic * 9 * IMRET__MR; /* [ky*3+kx][8] */
@@ -1922,7 +1924,7 @@ static IMRET__INLINE void imret__wg_weights_body(const float *wp, int M, int IC,
                     u[4][l] = (g0 - 2 * g1 + 4 * g2) * (1.0f / 24);
                     u[5][l] = g2;
                 }
-                for (j = 0; j < 6; j++) memcpy(U + ((size_t)(i * 6 + j) * panels + p) * IC * 8 + (size_t)ic * 8, u[j], sizeof u[j]);
+                for (j = 0; j < 6; j++) memcpy(U + (size_t)(i * 6 + j) * xstep + ((size_t)(p - pbase) * IC + ic) * 8, u[j], sizeof u[j]);
             }
         }
 }
@@ -2134,8 +2136,9 @@ static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm,
 
 /* One instance of the three transforms per ISA (the bodies are inlined into each). */
 #define IMRET__WG_INSTANCES(sfx, attr, gather, scatter)                                                              \
-    attr static void imret__wg_weights_##sfx(const float *wp, int M, int IC, float *U, int p0, int p1) {             \
-        imret__wg_weights_body(wp, M, IC, U, p0, p1);                                                               \
+    attr static void imret__wg_weights_##sfx(const float *wp, int IC, float *U, int p0, int p1, size_t xstep,        \
+                                             int pbase) {                                                            \
+        imret__wg_weights_body(wp, IC, U, p0, p1, xstep, pbase);                                                     \
     }                                                                                                                \
     attr static void imret__wg_input_##sfx(const float *in, int IC, int ic0, int ic1, int h, int w, int pad,         \
                                            int tiles_x, long t0, int nt, int nr, float *V) {                         \
@@ -2168,7 +2171,7 @@ static void imret__wg_transform_weights(const imret__kernels *kern, int M, int I
 #if IMRET__OMP
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && panels > 1)
 #endif
-    for (p = 0; p < panels; p++) kern->wg_weights(wp, M, IC, U, p, p + 1);
+    for (p = 0; p < panels; p++) kern->wg_weights(wp, IC, U, p, p + 1, (size_t)panels * IC * IMRET__MR, 0);
 }
 
 /* Work split of imret__conv_winograd for an oh x ow output: tasks are (block of imret__wg_nt
@@ -2177,10 +2180,12 @@ static void imret__wg_transform_weights(const imret__kernels *kern, int M, int I
    V, computed once up front in parallel over (block, channel group) -- each chunk had
    transformed the whole block again (VGG16 conv4 at 28x28: 2 blocks x 4 chunks, 4x the input
    transform; and at one thread 2 chunks, for nothing). Returns the workspace floats (U not
-   included): the V of every block when shared, else one V per thread, then one M per thread;
-   never less for more threads. */
+   included): the V of every block when shared, else one V per thread, then one M per thread,
+   then (fused) one transformed weight panel per thread; never less for more threads. */
 #define IMRET__WG_ICG 32 /* input channels per task of the shared input transform */
-static size_t imret__wg_plan(int M, int IC, int oh, int ow, int nr, int threads, int *chunks_out, long *nblocks_out) {
+/* Floats between the xi planes of one transformed weight panel (fused path): padded like V and M. */
+static size_t imret__wg_ustep(int IC) { return (size_t)IC * IMRET__MR + IMRET__WG_PAD; }
+static size_t imret__wg_plan(int M, int IC, int oh, int ow, int nr, int threads, int fused, int *chunks_out, long *nblocks_out) {
     int panels = (M + IMRET__MR - 1) / IMRET__MR, chunks = 1, nt = imret__wg_nt(nr);
     long T = (long)((ow + 3) / 4) * ((oh + 3) / 4), nblocks = (T + nt - 1) / nt;
     size_t v = (size_t)36 * imret__wg_vstep(nt, IC), m = (size_t)36 * imret__wg_mstep(M, nt);
@@ -2188,21 +2193,35 @@ static size_t imret__wg_plan(int M, int IC, int oh, int ow, int nr, int threads,
     while (threads > 1 && nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
     if (chunks_out) *chunks_out = chunks;
     if (nblocks_out) *nblocks_out = nblocks;
-    return (size_t)(chunks > 1 && nblocks > threads ? nblocks : threads) * v + (size_t)threads * m;
+    return (size_t)(chunks > 1 && nblocks > threads ? nblocks : threads) * v + (size_t)threads * m +
+           (fused ? (size_t)threads * 36 * imret__wg_ustep(IC) : 0);
+}
+
+/* M[xi] rows of panel q = U[xi] panel a (8 x IC) times V[xi] (IC x the block's nt tiles). */
+static void imret__wg_gemm(const imret__kernels *kern, const float *a, const float *V, float *Mb, int xi, int q, int M, int IC,
+                           int nt, size_t vstep, size_t mstep) {
+    int nr = kern->nr, npan = (nt + nr - 1) / nr, ldm = npan * nr, mr = M - q * IMRET__MR < IMRET__MR ? M - q * IMRET__MR : IMRET__MR, j;
+    for (j = 0; j < npan; j++) { /* the columns of the block's tiles, in whole groups of 8 */
+        int cols = (nt - j * nr + 7) / 8 * 8;
+        kern->ukr(IC, a, V + xi * vstep + (size_t)j * IC * nr, Mb + xi * mstep + (size_t)q * IMRET__MR * ldm + j * nr, (size_t)ldm,
+                  mr, cols < nr ? cols : nr, 1, 1, NULL, NULL, 0);
+    }
 }
 
 /* out (M x oh x ow) = epilogue(conv3x3 stride 1 (in: IC x h x w, padding pad)) by F(4x4, 3x3)
-   with U from imret__wg_transform_weights; ws holds imret__wg_plan floats. Every output value
-   is computed by the same operations whatever the thread count (tiles, channel groups and
-   channel panels are independent tasks). */
+   with U from imret__wg_transform_weights, or, U NULL (fused), each task transforming the
+   panels of the packed 3x3 weights wp it uses just before their 36 GEMMs (a layer of one
+   block: nothing transformed twice, nothing kept); ws holds imret__wg_plan floats. Every
+   output value is computed by the same operations whatever the thread count (tiles, channel
+   groups and channel panels are independent tasks). */
 static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int h, int w, int pad, const float *in,
-                                 float *out, const imret__epilogue *ep, const float *U, float *ws, int threads) {
+                                 float *out, const imret__epilogue *ep, const float *U, const float *wp, float *ws, int threads) {
     int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2, tiles_x = (ow + 3) / 4, nr = kern->nr, chunks, shared;
     int panels = (M + IMRET__MR - 1) / IMRET__MR;
     long NT = imret__wg_nt(nr), T = (long)tiles_x * ((oh + 3) / 4), nblocks, tiles, t, groups = (IC + IMRET__WG_ICG - 1) / IMRET__WG_ICG;
     size_t vfull = (size_t)36 * imret__wg_vstep((int)NT, IC), mfull = (size_t)36 * imret__wg_mstep(M, (int)NT);
     float *Mws;
-    imret__wg_plan(M, IC, oh, ow, nr, threads, &chunks, &nblocks);
+    imret__wg_plan(M, IC, oh, ow, nr, threads, !U, &chunks, &nblocks);
     shared = chunks > 1;
     Mws = ws + (size_t)(shared && nblocks > threads ? nblocks : threads) * vfull;
     tiles = nblocks * chunks;
@@ -2229,20 +2248,21 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
 #endif
         long t0 = (t / chunks) * NT;
         int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
-        int nt = T - t0 < NT ? (int)(T - t0) : (int)NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q, j;
+        int nt = T - t0 < NT ? (int)(T - t0) : (int)NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q;
         size_t vstep = imret__wg_vstep(ldm, IC), mstep = imret__wg_mstep(M, ldm);
         float *V = ws + (size_t)(shared ? t / chunks : tid) * vfull, *Mb = Mws + (size_t)tid * mfull;
         if (!shared) kern->wg_input(in, IC, 0, IC, h, w, pad, tiles_x, t0, nt, nr, V);
-        for (xi = 0; xi < 36; xi++)
+        if (U) { /* xi outer: each U[xi] is one contiguous run over the panels */
+            for (xi = 0; xi < 36; xi++)
+                for (q = p0; q < p1; q++)
+                    imret__wg_gemm(kern, U + ((size_t)xi * panels + q) * IMRET__MR * IC, V, Mb, xi, q, M, IC, nt, vstep, mstep);
+        } else { /* fused: one panel's 36 transformed planes, in L2, then its 36 GEMMs */
+            float *Uq = Mws + (size_t)threads * mfull + (size_t)tid * 36 * imret__wg_ustep(IC);
             for (q = p0; q < p1; q++) {
-                int mr = M - q * IMRET__MR < IMRET__MR ? M - q * IMRET__MR : IMRET__MR;
-                const float *a = U + ((size_t)xi * panels + q) * IMRET__MR * IC;
-                for (j = 0; j < npan; j++) { /* the columns of the block's tiles, in whole groups of 8 */
-                    int cols = (nt - j * nr + 7) / 8 * 8;
-                    kern->ukr(IC, a, V + xi * vstep + (size_t)j * IC * nr, Mb + xi * mstep + (size_t)q * IMRET__MR * ldm + j * nr,
-                              (size_t)ldm, mr, cols < nr ? cols : nr, 1, 1, NULL, NULL, 0);
-                }
+                kern->wg_weights(wp, IC, Uq, q, q + 1, imret__wg_ustep(IC), q);
+                for (xi = 0; xi < 36; xi++) imret__wg_gemm(kern, Uq + xi * imret__wg_ustep(IC), V, Mb, xi, q, M, IC, nt, vstep, mstep);
             }
+        }
         kern->wg_output(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, p0 * IMRET__MR, p1 * IMRET__MR < M ? p1 * IMRET__MR : M);
     }
 }
@@ -3735,6 +3755,10 @@ struct imret_context {
 #define IMRET__WG_MIN_TILES 36
 /* ... and enough input channels: VGG's first layer (3 -> 64 at 224x224) ran 1.5-2.1x slower. */
 #define IMRET__WG_MIN_IN 16
+/* Below IMRET__WG_MIN_TILES, layers whose tiles fit in one block (imret__wg_nt) and number at
+   least this many run fused (imret__conv_winograd with U NULL): each weight panel transformed
+   just before its GEMMs, nothing kept, so no memory beyond the workspace. */
+#define IMRET__WG_FUSED_MIN_TILES 16
 
 /* Stride-2 convolutions with k > 1 and at least this many output pixels gather B from phase
    planes (imret__bsrc_phase). */
@@ -3793,8 +3817,10 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
     /* native bf16 on every layer: it ran ResNet-50 in 35 ms where bf16 on the direct layers
        and fp32 Winograd on the others took 48 (fp32: 70-74; bench_quant, 1 thread, Zen 5) */
     int bf16 = R->ctx->precision == IMRET_PRECISION_BF16 && R->ctx->kb.nr && cv->wb;
-    int wino = fast && !bf16 && cv->k == 3 && cv->stride == 1 && R->ctx->wg_min_tiles && tiles >= R->ctx->wg_min_tiles &&
-               (cv->in_c >= IMRET__WG_MIN_IN || R->ctx->wg_min_tiles == 1);
+    int wg_ok = fast && !bf16 && cv->k == 3 && cv->stride == 1 && R->ctx->wg_min_tiles;
+    int wino = wg_ok && tiles >= R->ctx->wg_min_tiles && (cv->in_c >= IMRET__WG_MIN_IN || R->ctx->wg_min_tiles == 1);
+    int fused = !wino && wg_ok && cv->in_c >= IMRET__WG_MIN_IN && tiles >= IMRET__WG_FUSED_MIN_TILES &&
+                tiles <= imret__wg_nt(R->ctx->kern.nr);
     size_t wg_u = wino ? imret__wg_u_floats(cv->out_c, cv->in_c) : 0;
     imret__epilogue ep;
     *oh_out = oh;
@@ -3812,8 +3838,8 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
             size_t pk = imret__gemm_plan(cv->out_c, npix, (int)K, R->ctx->threads, NULL, NULL);
             if (pk > R->max_pack) R->max_pack = pk;
         }
-        if (wino) {
-            size_t wg = wg_u + imret__wg_plan(cv->out_c, cv->in_c, oh, ow, R->ctx->kern.nr, R->ctx->threads, NULL, NULL);
+        if (wino || fused) {
+            size_t wg = wg_u + imret__wg_plan(cv->out_c, cv->in_c, oh, ow, R->ctx->kern.nr, R->ctx->threads, fused, NULL, NULL);
             if (wg > R->max_wg) R->max_wg = wg;
         }
         if ((R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq && R->ctx->k8.nr) || bf16) {
@@ -3853,9 +3879,9 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
                                   R->ctx->threads);
         return;
     }
-    if (wino) {
-        imret__conv_winograd(&R->ctx->kern, cv->out_c, cv->in_c, h, w, cv->pad, in, out, &ep, imret__wg_weights_of(R, cv, wg_u),
-                             R->wg + wg_u, R->ctx->threads);
+    if (wino || fused) {
+        imret__conv_winograd(&R->ctx->kern, cv->out_c, cv->in_c, h, w, cv->pad, in, out, &ep,
+                             wino ? imret__wg_weights_of(R, cv, wg_u) : NULL, cv->w, R->wg + wg_u, R->ctx->threads);
         return;
     }
     if (fast) {

@@ -145,12 +145,26 @@ static int test_winograd(void) {
                     if (h + 2 * pad - 2 < 1 || w + 2 * pad - 2 < 1) continue;
                     case_make(&c, in_c, out_c, h, w, 3, 1, pad, (ci + si) & 1, (si + pad) & 1);
                     U = (float *)malloc(imret__wg_u_floats(out_c, in_c) * 4);
-                    ws = (float *)malloc(imret__wg_plan(out_c, in_c, h + 2 * pad - 2, w + 2 * pad - 2, kern.nr, 2, NULL, NULL) * 4); /* covers 1 thread too */
+                    /* fused, 2 threads: covers the kept-U path and 1 thread too */
+                    ws = (float *)malloc(imret__wg_plan(out_c, in_c, h + 2 * pad - 2, w + 2 * pad - 2, kern.nr, 2, 1, NULL, NULL) * 4);
                     imret__wg_transform_weights(&kern, out_c, in_c, c.wp, U, 1 + (si & 1));
-                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.x, c.o1, &c.ep, U, ws, 1);
-                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.x, c.o2, &c.ep, U, ws, 2);
+                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.x, c.o1, &c.ep, U, c.wp, ws, 1);
+                    imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.x, c.o2, &c.ep, U, c.wp, ws, 2);
                     cases++;
                     failures += case_check(&c, WG_TOL, "winograd", imret_simd_name(kern.level), &worst);
+                    { /* fused (each task transforms the weight panels it uses): the same operations, so the same bits */
+                        float *kept = (float *)malloc(c.nout * 4);
+                        memcpy(kept, c.o1, c.nout * 4);
+                        imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.x, c.o1, &c.ep, NULL, c.wp, ws, 1);
+                        imret__conv_winograd(&kern, out_c, in_c, h, w, pad, c.x, c.o2, &c.ep, NULL, c.wp, ws, 2);
+                        cases++;
+                        if (memcmp(kept, c.o1, c.nout * 4) || memcmp(kept, c.o2, c.nout * 4)) {
+                            failures++;
+                            printf("FAIL winograd fused %s %d>%d %dx%d pad %d: differs from the kept-U result\n", imret_simd_name(kern.level),
+                                   in_c, out_c, h, w, pad);
+                        }
+                        free(kept);
+                    }
                     free(U); free(ws);
                     case_free(&c);
                 }
