@@ -1394,6 +1394,9 @@ typedef struct imret__kernels {
     imret_simd level;
     int nr;            /* columns per micro-tile (0: portable path, im2col + imret__gemm_scalar) */
     imret__ukr_fn ukr; /* MR x nr micro-kernel                                                  */
+    /* transposed small-N kernel (imret__ukr_avx512_t) or NULL */
+    void (*ukr_t)(int K, const float *a, const float *b, float *c, size_t ldc, int np, const float *bias, const float *res,
+                  int relu);
     /* Winograd transforms ([impl: kernels (Winograd)]), set with the micro-kernel */
     void (*wg_weights)(const float *wp, int IC, float *U, int p0, int p1, size_t xstep, int pbase);
     void (*wg_input)(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x, long t0, int nt, int nr,
@@ -1646,6 +1649,52 @@ IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float 
     }
 }
 
+/* Small-N micro-kernel, transposed: a tile of 32 output channels x np <= IMRET__NT_PIX pixels
+   over all of K, with the pixels broadcast from B (packed whole in panels of IMRET__NT_PIX:
+   imret__pack_b with nr = 7, kc = K) and 16 channels per zmm, each from two 8-row A panels
+   (two ymm loads and an insert: the packed layout stays as it is). A layer of 49 or 196
+   pixels fills its tiles exactly, where 8 x 32 tiles over pixels computed 64 columns for 49.
+   The results go to C transposed, through a small buffer, with the epilogue of
+   imret__ukr_avx512: every sum runs over k in the same order with the same FMA, so the bits
+   are the same. a: panel of channels 0..7 at k = 0; the next panels 8 K floats apart. */
+#define IMRET__NT_PIX 7
+IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float *b, float *c, size_t ldc, int np,
+                                              const float *bias, const float *res, int relu) {
+    const float *a1 = a + (size_t)8 * K, *a2 = a + (size_t)16 * K, *a3 = a + (size_t)24 * K;
+    __m512 s00 = _mm512_setzero_ps(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+    __m512 s40 = s00, s41 = s00, s50 = s00, s51 = s00, s60 = s00, s61 = s00;
+    float tile[IMRET__NT_PIX][32];
+    int k, px, ch;
+    for (k = 0; k < K; k++) {
+        __m512 v0 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a + 8 * k)), _mm256_loadu_ps(a1 + 8 * k), 1);
+        __m512 v1 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a2 + 8 * k)), _mm256_loadu_ps(a3 + 8 * k), 1);
+        const float *bk = b + (size_t)IMRET__NT_PIX * k;
+        __m512 bv;
+        bv = _mm512_set1_ps(bk[0]); s00 = _mm512_fmadd_ps(bv, v0, s00); s01 = _mm512_fmadd_ps(bv, v1, s01);
+        bv = _mm512_set1_ps(bk[1]); s10 = _mm512_fmadd_ps(bv, v0, s10); s11 = _mm512_fmadd_ps(bv, v1, s11);
+        bv = _mm512_set1_ps(bk[2]); s20 = _mm512_fmadd_ps(bv, v0, s20); s21 = _mm512_fmadd_ps(bv, v1, s21);
+        bv = _mm512_set1_ps(bk[3]); s30 = _mm512_fmadd_ps(bv, v0, s30); s31 = _mm512_fmadd_ps(bv, v1, s31);
+        bv = _mm512_set1_ps(bk[4]); s40 = _mm512_fmadd_ps(bv, v0, s40); s41 = _mm512_fmadd_ps(bv, v1, s41);
+        bv = _mm512_set1_ps(bk[5]); s50 = _mm512_fmadd_ps(bv, v0, s50); s51 = _mm512_fmadd_ps(bv, v1, s51);
+        bv = _mm512_set1_ps(bk[6]); s60 = _mm512_fmadd_ps(bv, v0, s60); s61 = _mm512_fmadd_ps(bv, v1, s61);
+    }
+    _mm512_storeu_ps(tile[0], s00); _mm512_storeu_ps(tile[0] + 16, s01); _mm512_storeu_ps(tile[1], s10); _mm512_storeu_ps(tile[1] + 16, s11);
+    _mm512_storeu_ps(tile[2], s20); _mm512_storeu_ps(tile[2] + 16, s21); _mm512_storeu_ps(tile[3], s30); _mm512_storeu_ps(tile[3] + 16, s31);
+    _mm512_storeu_ps(tile[4], s40); _mm512_storeu_ps(tile[4] + 16, s41); _mm512_storeu_ps(tile[5], s50); _mm512_storeu_ps(tile[5] + 16, s51);
+    _mm512_storeu_ps(tile[6], s60); _mm512_storeu_ps(tile[6] + 16, s61);
+    for (ch = 0; ch < 32; ch++) { /* the epilogue of imret__ukr_avx512, in scalar form (max(v, 0) is v > 0 ? v : 0) */
+        float *crow = c + (size_t)ch * ldc;
+        const float *rrow = res ? res + (size_t)ch * ldc : NULL;
+        for (px = 0; px < np; px++) {
+            float v = tile[px][ch];
+            if (bias) v += bias[ch];
+            if (rrow) v += rrow[px];
+            if (relu) v = v > 0.0f ? v : 0.0f;
+            crow[px] = v;
+        }
+    }
+}
+
 IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -1745,6 +1794,37 @@ static void imret__gemm_panel(const imret__kernels *kern, int M, long N, int K, 
     }
 }
 
+/* Layers of at most this many pixels run on the transposed kernel where there is one
+   (imret__ukr_avx512_t): measured with bench_gemm (see imret__gemm_small_n). */
+#define IMRET__SMALL_N 64
+
+/* out = epilogue(A * im2col(src)) for a layer of N <= IMRET__SMALL_N pixels and M % 32 == 0
+   on kern->ukr_t: B packed whole in panels of IMRET__NT_PIX pixels (K x 7 floats each, within
+   the whole-B pack of imret__gemm_plan), then tiles of 32 channels x 7 pixels. */
+static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
+                                float *out, const imret__epilogue *ep, float *pack, int threads) {
+    long npan = (N + IMRET__NT_PIX - 1) / IMRET__NT_PIX, tiles = (long)(M / 32) * npan, t;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && npan > 1)
+#endif
+    for (t = 0; t < npan; t++)
+        imret__pack_b(src, 0, K, t * IMRET__NT_PIX, N - t * IMRET__NT_PIX < IMRET__NT_PIX ? (int)(N - t * IMRET__NT_PIX) : IMRET__NT_PIX,
+                      IMRET__NT_PIX, pack + (size_t)t * K * IMRET__NT_PIX);
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && tiles > 1)
+#endif
+    for (t = 0; t < tiles; t++) { /* channel block outer: its 32 x K weights stay in L2 across the pixel panels, and
+                                     static ranges give each thread whole blocks (interleaved tiles had both cores
+                                     read every block: no gain at 2 threads) */
+        int m0 = (int)(t / npan) * 32;
+        long p0 = (t % npan) * IMRET__NT_PIX;
+        kern->ukr_t(K, A + (size_t)m0 * K, pack + (size_t)(t % npan) * K * IMRET__NT_PIX, out + (size_t)m0 * N + p0, (size_t)N,
+                    N - p0 < IMRET__NT_PIX ? (int)(N - p0) : IMRET__NT_PIX, ep->bias ? ep->bias + m0 : NULL,
+                    ep->residual ? ep->residual + (size_t)m0 * N + p0 : NULL, ep->relu);
+    }
+}
+
 /* out[M][N] = epilogue(A * im2col(src)) with packed A, on the SIMD micro-kernel. pack holds
    imret__gemm_plan(M, N, K, threads) floats. */
 static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
@@ -1752,6 +1832,10 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
     int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr, chunks, shared;
     long nblocks = imret__nblocks(N), kblocks = (K + IMRET__KC - 1) / IMRET__KC, tiles, t;
     imret__gemm_plan(M, N, K, threads, &chunks, &shared);
+    if (shared && kern->ukr_t && N <= IMRET__SMALL_N && M % 32 == 0) {
+        imret__gemm_small_n(kern, M, N, K, A, src, out, ep, pack, threads);
+        return;
+    }
     tiles = nblocks * chunks;
     (void)threads;
     if (shared) { /* B block (n-block b, rows k0..) at pack + (b * K + k0) * NC */
@@ -2276,7 +2360,9 @@ static imret__kernels imret__kernels_for(imret_simd level) {
     k.wg_input = imret__wg_input_generic;
     k.wg_output = imret__wg_output_generic;
 #if IMRET__X86
-    if (k.level == IMRET_SIMD_AVX512) { k.nr = 32; k.ukr = imret__ukr_avx512; k.maxpool = imret__maxpool_rows_avx512; }
+    if (k.level == IMRET_SIMD_AVX512) {
+        k.nr = 32; k.ukr = imret__ukr_avx512; k.ukr_t = imret__ukr_avx512_t; k.maxpool = imret__maxpool_rows_avx512;
+    }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }
     if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both */
         k.wg_weights = imret__wg_weights_avx2;

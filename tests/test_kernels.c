@@ -121,6 +121,37 @@ static int test_gemm(void) {
                             free(pack);
                             case_free(&c);
                         }
+        if (kern.ukr_t) { /* the transposed small-N kernel: output channels a multiple of 32 */
+            static const int outs[] = {32, 96};
+            imret__kernels plain = kern;
+            plain.ukr_t = NULL;
+            for (ci = 0; ci < 7; ci += 2)
+                for (si = 0; si < 5; si++)
+                    for (ki = 0; ki < 3; ki++)
+                        for (stride = 1; stride <= 2; stride++) {
+                            int k = ks[ki], pad = k / 2, h = sizes[si][0], w = sizes[si][1];
+                            float *pack, *o3;
+                            conv_case c;
+                            imret__bsrc src;
+                            if (imret__out_dim(h, k, stride, pad) < 1 || imret__out_dim(w, k, stride, pad) < 1) continue;
+                            case_make(&c, chans[ci], outs[(ci + si + ki) & 1], h, w, k, stride, pad, si & 1, (ki + stride) & 1);
+                            pack = (float *)malloc(imret__gemm_plan(c.out_c, c.N, c.K, 2, NULL, NULL) * 4);
+                            o3 = (float *)malloc(c.nout * 4);
+                            imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
+                            imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
+                            imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
+                            imret__conv_gemm_fast(&plain, c.out_c, c.N, c.K, c.wp, &src, o3, &c.ep, pack, 1);
+                            cases++;
+                            failures += case_check(&c, 1e-5, "gemm, small-N kernel", imret_simd_name(kern.level), &worst);
+                            if (memcmp(c.o1, o3, c.nout * 4)) { /* same sums in the same order as the 8 x nr kernel */
+                                failures++;
+                                printf("FAIL gemm small-N kernel %s %d>%d %dx%d k%d s%d: differs from the %dx%d kernel\n",
+                                       imret_simd_name(kern.level), c.in_c, c.out_c, h, w, k, stride, IMRET__MR, kern.nr);
+                            }
+                            free(pack); free(o3);
+                            case_free(&c);
+                        }
+        }
         printf("%s: conv GEMM vs scalar oracle checked\n", imret_simd_name(kern.level));
     }
     printf("%d cases on %d ISA(s), worst relative error %.2e, %d failed\n", cases, tested_levels, worst, failures);
