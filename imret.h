@@ -2342,9 +2342,18 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
                     imret__wg_gemm(kern, U + ((size_t)xi * panels + q) * IMRET__MR * IC, V, Mb, xi, q, M, IC, nt, vstep, mstep);
         } else { /* fused: one panel's 36 transformed planes, in L2, then its 36 GEMMs */
             float *Uq = Mws + (size_t)threads * mfull + (size_t)tid * 36 * imret__wg_ustep(IC);
+            size_t lines = ((size_t)IMRET__MR * IC * 9 * sizeof(float) + 63) / 64, per = (lines + 35) / 36, l;
             for (q = p0; q < p1; q++) {
+                /* the next panel's 3x3 weights (72 IC floats, read cold from memory) are fetched a
+                   36th at a time during this panel's GEMMs: the transform had stalled on them
+                   (perf: its hottest instructions waited on those loads) */
+                const char *next = (const char *)(wp + (size_t)(q + 1) * IMRET__MR * IC * 9);
                 kern->wg_weights(wp, IC, Uq, q, q + 1, imret__wg_ustep(IC), q);
-                for (xi = 0; xi < 36; xi++) imret__wg_gemm(kern, Uq + xi * imret__wg_ustep(IC), V, Mb, xi, q, M, IC, nt, vstep, mstep);
+                for (xi = 0; xi < 36; xi++) {
+                    if (q + 1 < p1)
+                        for (l = xi * per; l < (xi + 1) * per && l < lines; l++) IMRET__PREFETCH(next + l * 64);
+                    imret__wg_gemm(kern, Uq + xi * imret__wg_ustep(IC), V, Mb, xi, q, M, IC, nt, vstep, mstep);
+                }
             }
         }
         kern->wg_output(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, p0 * IMRET__MR, p1 * IMRET__MR < M ? p1 * IMRET__MR : M);
