@@ -1433,6 +1433,10 @@ static long imret__nblocks(long N) {
     return nb > 1 && N - (nb - 1) * IMRET__NC <= IMRET__NC_TAIL ? nb - 1 : nb;
 }
 static int imret__nc_of(long N, long nblocks, long b) { return b == nblocks - 1 ? (int)(N - b * IMRET__NC) : IMRET__NC; }
+/* Floats per k row of a whole packed B (imret__gemm_plan's shared layout): room for the
+   largest block in whole panels of nr <= 32; a single block needs only its own N + 32 (ResNet-50
+   layer4: 81 instead of 288 floats a row, 1.5 instead of 5.3 MB for K = 4608). */
+static size_t imret__pack_ld(long N, long nblocks) { return nblocks == 1 && N + 32 < IMRET__NC_MAX ? (size_t)N + 32 : IMRET__NC_MAX; }
 
 /* Floats of the phase planes of a stride-2 input (imret__bsrc_phase). */
 static size_t imret__phase_floats(int c, int h, int w) { return (size_t)c * 4 * (size_t)((h + 1) / 2) * (size_t)((w + 1) / 2); }
@@ -1771,7 +1775,7 @@ IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, 
 static size_t imret__gemm_plan(int M, long N, int K, int threads, int *chunks_out, int *shared_out) {
     int panels = (M + IMRET__MR - 1) / IMRET__MR, chunks = 1, shared;
     long nblocks = imret__nblocks(N);
-    size_t whole = (size_t)nblocks * IMRET__NC_MAX * (size_t)K, per_thread = (size_t)(threads > 0 ? threads : 1) * IMRET__PACK_FLOATS;
+    size_t whole = (size_t)nblocks * imret__pack_ld(N, nblocks) * (size_t)K, per_thread = (size_t)(threads > 0 ? threads : 1) * IMRET__PACK_FLOATS;
     while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
     if (threads <= 1) chunks = 1; /* one thread: nothing to balance, and B is packed once */
     shared = (chunks > 1 || nblocks == 1) && whole <= IMRET__PACK_ALL_MAX;
@@ -1799,8 +1803,9 @@ static void imret__gemm_panel(const imret__kernels *kern, int M, long N, int K, 
 #define IMRET__SMALL_N 64
 
 /* out = epilogue(A * im2col(src)) for a layer of N <= IMRET__SMALL_N pixels and M % 32 == 0
-   on kern->ukr_t: B packed whole in panels of IMRET__NT_PIX pixels (K x 7 floats each, within
-   the whole-B pack of imret__gemm_plan), then tiles of 32 channels x 7 pixels. */
+   on kern->ukr_t: B packed whole in panels of IMRET__NT_PIX pixels (K x 7 floats each: at most
+   K x (N + 6), within the whole-B pack of imret__gemm_plan), then tiles of 32 channels x 7
+   pixels. */
 static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
                                 float *out, const imret__epilogue *ep, float *pack, int threads) {
     long npan = (N + IMRET__NT_PIX - 1) / IMRET__NT_PIX, tiles = (long)(M / 32) * npan, t;
@@ -1846,7 +1851,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
             long n0 = (t / kblocks) * IMRET__NC;
             int k0 = (int)(t % kblocks) * IMRET__KC, kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC;
             int nc = imret__nc_of(N, nblocks, t / kblocks);
-            imret__pack_b(src, k0, kc, n0, nc, nr, pack + ((size_t)(t / kblocks) * K + k0) * IMRET__NC_MAX);
+            imret__pack_b(src, k0, kc, n0, nc, nr, pack + ((size_t)(t / kblocks) * K + k0) * imret__pack_ld(N, nblocks));
         }
     }
 #if IMRET__OMP
@@ -1863,10 +1868,10 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
                prefetcher at every piece. The k order of every sum is unchanged. ResNet-50 at
                224, 1 thread, interleaved (Zen 5, other core busy): layer4's convolutions
                0.77-0.83x their time (3x3 3.1 -> 2.4 ms), layer3's unchanged. */
-            const float *bb = pack + (size_t)(t / chunks) * K * IMRET__NC_MAX;
+            const float *bb = pack + (size_t)(t / chunks) * K * imret__pack_ld(N, nblocks);
             for (p = p0; p < p1; p++)
                 for (k0 = 0; k0 < K; k0 += IMRET__KC)
-                    imret__gemm_panel(kern, M, N, K, A, p, k0, K - k0 < IMRET__KC ? K - k0 : IMRET__KC, bb + (size_t)k0 * IMRET__NC_MAX,
+                    imret__gemm_panel(kern, M, N, K, A, p, k0, K - k0 < IMRET__KC ? K - k0 : IMRET__KC, bb + (size_t)k0 * imret__pack_ld(N, nblocks),
                                       n0, nc, out, ep);
             continue;
         }
@@ -3825,7 +3830,7 @@ struct imret_context {
     long wg_min_tiles;        /* Winograd for 3x3 stride-1 layers with >= this many tiles; 0: never */
     size_t max_ws;
     imret__kernels kern;
-    float *ws;                /* one arena: 4 activation buffers, col buffer, head buffers */
+    float *ws;                /* one arena: 3 activation buffers, col buffer, head buffers */
     size_t ws_floats;
     imret_precision precision;
     imret__kernels8 k8;       /* int8 micro-kernel (precision INT8)                         */
@@ -4017,7 +4022,7 @@ static void imret__pool_run(imret__run *R, const float *in, int c, int h, int w,
     imret__maxpool_run(&R->ctx->kern, in, c, h, w, k, s, p, out, *oh, *ow, R->ctx->threads);
 }
 
-/* Runs the trunk; buf[0..3] are activation buffers. Returns the feature map location. */
+/* Runs the trunk; buf[0..2] are activation buffers. Returns the feature map location. */
 static float *imret__trunk(imret__run *R, const imret_tensor *x, float **buf, int *fc, int *fh, int *fw) {
     const imret_model *m = R->ctx->model;
     int h = x->h, w = x->w, c = 3, oh, ow, i;
@@ -4045,41 +4050,42 @@ static float *imret__trunk(imret__run *R, const imret_tensor *x, float **buf, in
             h = oh; w = ow; cur = dst; which ^= 1;
         }
     } else {
-        float *t1, *t2, *t3;
+        float *t1, *t2;
         int b = 0, s;
         imret__conv_run(R, &m->stem, cur, h, w, buf[0], NULL, 1, &oh, &ow);
         imret__pool_run(R, buf[0], 64, oh, ow, 3, 2, 1, buf[1], &h, &w);
         c = 64;
         imret__stage(R, "stem", buf[1], c, h, w);
         cur = buf[1];
-        t1 = buf[0]; t2 = buf[2]; t3 = buf[3];
+        /* Three activation buffers: cur (the block input, from here on always in the arena), t1,
+           t2. A downsampling block runs its shortcut conv once a buffer is free (after c2 in a
+           bottleneck, into t1; in a basic block into t2) and writes its output over its input,
+           which nothing reads any more; other blocks write their output to the free buffer. The
+           convolutions are independent, so the order changes no value. */
+        t1 = buf[0]; t2 = buf[2];
         for (s = 0; s < 4; s++) {
             char name[24];
             for (i = 0; i < m->stage_blocks[s]; i++, b++) {
                 const imret__block *blk = &m->blocks[b];
-                const float *shortcut = cur;
-                float *outp;
+                float *in = (float *)cur, *outp;
                 int h1, w1, h2, w2, hd, wd;
-                imret__conv_run(R, &blk->c1, cur, h, w, t1, NULL, 1, &h1, &w1);
-                if (blk->has_down) {
-                    imret__conv_run(R, &blk->down, cur, h, w, t3, NULL, 0, &hd, &wd);
-                    shortcut = t3;
-                }
+                imret__conv_run(R, &blk->c1, in, h, w, t1, NULL, 1, &h1, &w1);
                 if (m->bottleneck) {
                     imret__conv_run(R, &blk->c2, t1, h1, w1, t2, NULL, 1, &h2, &w2);
-                    imret__conv_run(R, &blk->c3, t2, h2, w2, t1, shortcut, 1, &oh, &ow);
-                    outp = t1;
+                    if (blk->has_down) imret__conv_run(R, &blk->down, in, h, w, t1, NULL, 0, &hd, &wd);
+                    outp = blk->has_down ? in : t1;
+                    imret__conv_run(R, &blk->c3, t2, h2, w2, outp, blk->has_down ? t1 : in, 1, &oh, &ow);
                     c = blk->c3.out_c;
                 } else {
-                    imret__conv_run(R, &blk->c2, t1, h1, w1, t2, shortcut, 1, &oh, &ow);
-                    outp = t2;
+                    if (blk->has_down) imret__conv_run(R, &blk->down, in, h, w, t2, NULL, 0, &hd, &wd);
+                    outp = blk->has_down ? in : t2;
+                    imret__conv_run(R, &blk->c2, t1, h1, w1, outp, blk->has_down ? t2 : in, 1, &oh, &ow);
                     c = blk->c2.out_c;
                 }
                 /* rotate: the block output becomes cur, the old cur a free buffer */
-                {
-                    float *old = (float *)cur;
+                if (outp != in) {
                     cur = outp;
-                    if (outp == t1) t1 = old; else t2 = old;
+                    if (outp == t1) t1 = in; else t2 = in;
                 }
                 h = oh; w = ow;
             }
@@ -4159,8 +4165,8 @@ IMRET_DEF void imret_context_destroy(imret_context *ctx) {
 static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, const imret_forward_options *opts,
                                    float **feat, int *fc, int *fh, int *fw, float **head, float **scratch) {
     imret__run R;
-    float *buf[4];
-    size_t need, act4, pack, q8 = 0;
+    float *buf[3];
+    size_t need, act3, pack, q8 = 0;
     if (!ctx || !x) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_forward: NULL argument");
     if (!x->data) return imret__fail(IMRET_ERROR_INVALID_ARGUMENT, "imret_forward: input tensor has no data");
     if (x->c != 3) return imret__fail(IMRET_ERROR_SHAPE, "imret_forward: input has %d channels, expected 3", x->c);
@@ -4172,14 +4178,14 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     memset(&R, 0, sizeof R);
     R.ctx = ctx;
     R.dry = 1;
-    buf[0] = buf[1] = buf[2] = buf[3] = NULL;
+    buf[0] = buf[1] = buf[2] = NULL;
     imret__trunk(&R, x, buf, fc, fh, fw);
     pack = ctx->kern.nr ? R.max_pack : 0;
     if (ctx->precision == IMRET_PRECISION_INT8) /* B blocks + the quantised input (1 byte per value) */
         q8 = (size_t)ctx->threads * R.max_pack8 + R.max_act / 4 + 16;
     if (ctx->precision == IMRET_PRECISION_BF16) /* B blocks (native) + the rounded or paired input */
         q8 = (size_t)ctx->threads * R.max_pack8 + (R.max_act > (size_t)3 * x->h * x->w ? R.max_act : (size_t)3 * x->h * x->w);
-    if (!imret__mul(R.max_act, 4, &act4) || !imret__add(act4, R.max_col, &need) || !imret__add(need, pack, &need) ||
+    if (!imret__mul(R.max_act, 3, &act3) || !imret__add(act3, R.max_col, &need) || !imret__add(need, pack, &need) ||
         !imret__add(need, R.max_wg, &need) || !imret__add(need, IMRET__HEAD_FLOATS, &need) || !imret__add(need, q8, &need) ||
         need > ctx->max_ws / sizeof(float))
         return imret__fail(IMRET_ERROR_LIMIT, "imret_forward: input %dx%d needs more workspace than max_workspace_bytes (%lu)",
@@ -4195,8 +4201,7 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     buf[0] = ctx->ws;
     buf[1] = buf[0] + R.max_act;
     buf[2] = buf[1] + R.max_act;
-    buf[3] = buf[2] + R.max_act;
-    R.col = buf[3] + R.max_act;
+    R.col = buf[2] + R.max_act;
     R.pack = R.col + R.max_col;
     R.wg = R.pack + pack;
     *head = R.wg + R.max_wg;
