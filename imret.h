@@ -1418,6 +1418,7 @@ typedef struct imret__kernels {
    on the thread count. The epilogue (bias, residual, ReLU) is fused into the last KC block.
    ====================================================================================== */
 #define IMRET__KC 256
+#define IMRET__NT_PIX 7 /* pixels per tile of the transposed small-N kernel (imret__ukr_avx512_t) */
 #define IMRET__NC 192
 /* A last column block of <= IMRET__NC_TAIL columns joins the one before (N = 196 at 14x14:
    one block of 196, not 192 + 4, which streamed all of A again for 4 columns). */
@@ -1661,7 +1662,6 @@ IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float 
    The results go to C transposed, through a small buffer, with the epilogue of
    imret__ukr_avx512: every sum runs over k in the same order with the same FMA, so the bits
    are the same. a: panel of channels 0..7 at k = 0; the next panels 8 K floats apart. */
-#define IMRET__NT_PIX 7
 IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float *b, float *c, size_t ldc, int np,
                                               const float *bias, const float *res, int relu) {
     const float *a1 = a + (size_t)8 * K, *a2 = a + (size_t)16 * K, *a3 = a + (size_t)24 * K;
