@@ -1548,6 +1548,14 @@ static void imret__pack_b(const imret__bsrc *s, int k0, int kc, long n0, int nc,
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #define IMRET__AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+/* One step of an AVX-512 micro-kernel row: x broadcast times two vectors into two named
+   accumulators (named, not an array: an array may be kept in memory). */
+#define IMRET__BFMA2(x, v0, v1, s0, s1)                                        \
+    do {                                                                       \
+        __m512 bx_ = _mm512_set1_ps(x);                                        \
+        s0 = _mm512_fmadd_ps(bx_, v0, s0);                                     \
+        s1 = _mm512_fmadd_ps(bx_, v1, s1);                                     \
+    } while (0)
 #define IMRET__AVX2 __attribute__((target("avx2,fma,f16c")))
 
 /* 8 x 16 micro-kernel for panels of <= 16 columns (the last columns of a layer, e.g. 4 of the
@@ -1612,15 +1620,11 @@ IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float 
 #undef IMRET__LD1
     }
     for (k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), av;
-        av = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(av, b0, c00); c01 = _mm512_fmadd_ps(av, b1, c01);
-        av = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(av, b0, c10); c11 = _mm512_fmadd_ps(av, b1, c11);
-        av = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(av, b0, c20); c21 = _mm512_fmadd_ps(av, b1, c21);
-        av = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(av, b0, c30); c31 = _mm512_fmadd_ps(av, b1, c31);
-        av = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(av, b0, c40); c41 = _mm512_fmadd_ps(av, b1, c41);
-        av = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(av, b0, c50); c51 = _mm512_fmadd_ps(av, b1, c51);
-        av = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(av, b0, c60); c61 = _mm512_fmadd_ps(av, b1, c61);
-        av = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(av, b0, c70); c71 = _mm512_fmadd_ps(av, b1, c71);
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        IMRET__BFMA2(a[0], b0, b1, c00, c01); IMRET__BFMA2(a[1], b0, b1, c10, c11);
+        IMRET__BFMA2(a[2], b0, b1, c20, c21); IMRET__BFMA2(a[3], b0, b1, c30, c31);
+        IMRET__BFMA2(a[4], b0, b1, c40, c41); IMRET__BFMA2(a[5], b0, b1, c50, c51);
+        IMRET__BFMA2(a[6], b0, b1, c60, c61); IMRET__BFMA2(a[7], b0, b1, c70, c71);
         a += 8;
         b += 32;
     }
@@ -1673,14 +1677,9 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
         __m512 v0 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a + 8 * k)), _mm256_loadu_ps(a1 + 8 * k), 1);
         __m512 v1 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a2 + 8 * k)), _mm256_loadu_ps(a3 + 8 * k), 1);
         const float *bk = b + (size_t)IMRET__NT_PIX * k;
-        __m512 bv;
-        bv = _mm512_set1_ps(bk[0]); s00 = _mm512_fmadd_ps(bv, v0, s00); s01 = _mm512_fmadd_ps(bv, v1, s01);
-        bv = _mm512_set1_ps(bk[1]); s10 = _mm512_fmadd_ps(bv, v0, s10); s11 = _mm512_fmadd_ps(bv, v1, s11);
-        bv = _mm512_set1_ps(bk[2]); s20 = _mm512_fmadd_ps(bv, v0, s20); s21 = _mm512_fmadd_ps(bv, v1, s21);
-        bv = _mm512_set1_ps(bk[3]); s30 = _mm512_fmadd_ps(bv, v0, s30); s31 = _mm512_fmadd_ps(bv, v1, s31);
-        bv = _mm512_set1_ps(bk[4]); s40 = _mm512_fmadd_ps(bv, v0, s40); s41 = _mm512_fmadd_ps(bv, v1, s41);
-        bv = _mm512_set1_ps(bk[5]); s50 = _mm512_fmadd_ps(bv, v0, s50); s51 = _mm512_fmadd_ps(bv, v1, s51);
-        bv = _mm512_set1_ps(bk[6]); s60 = _mm512_fmadd_ps(bv, v0, s60); s61 = _mm512_fmadd_ps(bv, v1, s61);
+        IMRET__BFMA2(bk[0], v0, v1, s00, s01); IMRET__BFMA2(bk[1], v0, v1, s10, s11); IMRET__BFMA2(bk[2], v0, v1, s20, s21);
+        IMRET__BFMA2(bk[3], v0, v1, s30, s31); IMRET__BFMA2(bk[4], v0, v1, s40, s41); IMRET__BFMA2(bk[5], v0, v1, s50, s51);
+        IMRET__BFMA2(bk[6], v0, v1, s60, s61);
     }
     _mm512_storeu_ps(tile[0], s00); _mm512_storeu_ps(tile[0] + 16, s01); _mm512_storeu_ps(tile[1], s10); _mm512_storeu_ps(tile[1] + 16, s11);
     _mm512_storeu_ps(tile[2], s20); _mm512_storeu_ps(tile[2] + 16, s21); _mm512_storeu_ps(tile[3], s30); _mm512_storeu_ps(tile[3] + 16, s31);
