@@ -1661,8 +1661,9 @@ IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float 
 /* Small-N micro-kernel, transposed: a tile of 32 output channels x np <= IMRET__NT_PIX pixels
    over all of K, with the pixels broadcast from B (packed whole in panels of IMRET__NT_PIX:
    imret__pack_b with nr = 7, kc = K) and 16 channels per zmm, each from two 8-row A panels
-   (two ymm loads and an insert: the packed layout stays as it is). A layer of 49 or 196
-   pixels fills its tiles exactly, where 8 x 32 tiles over pixels computed 64 columns for 49.
+   (two ymm loads and an insert: the packed layout stays as it is). 49 pixels (ResNet layer4 at
+   224) fill 7 tiles exactly, where 8 x 32 tiles over pixels computed 64 columns. Used up to
+   IMRET__SMALL_N pixels: at 196 it lost to the 8 x 32 kernel (see there).
    The results go to C transposed, through a small buffer, with the epilogue of
    imret__ukr_avx512: every sum runs over k in the same order with the same FMA, so the bits
    are the same. a: panel of channels 0..7 at k = 0; the next panels 8 K floats apart. */
@@ -1835,6 +1836,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
                                   float *out, const imret__epilogue *ep, float *pack, int threads) {
     int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr, chunks, shared;
     long nblocks = imret__nblocks(N), kblocks = (K + IMRET__KC - 1) / IMRET__KC, tiles, t;
+    size_t ld = imret__pack_ld(N, nblocks); /* floats per k row of a whole (shared) B */
     imret__gemm_plan(M, N, K, threads, &chunks, &shared);
     if (shared && kern->ukr_t && N <= IMRET__SMALL_N && M % 32 == 0) {
         imret__gemm_small_n(kern, M, N, K, A, src, out, ep, pack, threads);
@@ -1842,7 +1844,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
     }
     tiles = nblocks * chunks;
     (void)threads;
-    if (shared) { /* B block (n-block b, rows k0..) at pack + (b * K + k0) * NC */
+    if (shared) { /* B block (n-block b, rows k0..) at pack + (b * K + k0) * ld */
 #if IMRET__OMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && nblocks * kblocks > 1)
 #endif
@@ -1850,7 +1852,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
             long n0 = (t / kblocks) * IMRET__NC;
             int k0 = (int)(t % kblocks) * IMRET__KC, kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC;
             int nc = imret__nc_of(N, nblocks, t / kblocks);
-            imret__pack_b(src, k0, kc, n0, nc, nr, pack + ((size_t)(t / kblocks) * K + k0) * imret__pack_ld(N, nblocks));
+            imret__pack_b(src, k0, kc, n0, nc, nr, pack + ((size_t)(t / kblocks) * K + k0) * ld);
         }
     }
 #if IMRET__OMP
@@ -1867,11 +1869,11 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
                prefetcher at every piece. The k order of every sum is unchanged. ResNet-50 at
                224, 1 thread, interleaved (Zen 5, other core busy): layer4's convolutions
                0.77-0.83x their time (3x3 3.1 -> 2.4 ms), layer3's unchanged. */
-            const float *bb = pack + (size_t)(t / chunks) * K * imret__pack_ld(N, nblocks);
+            const float *bb = pack + (size_t)(t / chunks) * K * ld;
             for (p = p0; p < p1; p++)
                 for (k0 = 0; k0 < K; k0 += IMRET__KC)
-                    imret__gemm_panel(kern, M, N, K, A, p, k0, K - k0 < IMRET__KC ? K - k0 : IMRET__KC, bb + (size_t)k0 * imret__pack_ld(N, nblocks),
-                                      n0, nc, out, ep);
+                    imret__gemm_panel(kern, M, N, K, A, p, k0, K - k0 < IMRET__KC ? K - k0 : IMRET__KC, bb + (size_t)k0 * ld, n0, nc,
+                                      out, ep);
             continue;
         }
         for (k0 = 0; k0 < K; k0 += IMRET__KC) {
