@@ -1434,10 +1434,16 @@ static long imret__nblocks(long N) {
     return nb > 1 && N - (nb - 1) * IMRET__NC <= IMRET__NC_TAIL ? nb - 1 : nb;
 }
 static int imret__nc_of(long N, long nblocks, long b) { return b == nblocks - 1 ? (int)(N - b * IMRET__NC) : IMRET__NC; }
-/* Floats per k row of a whole packed B (imret__gemm_plan's shared layout): room for the
-   largest block in whole panels of nr <= 32; a single block needs only its own N + 32 (ResNet-50
-   layer4: 81 instead of 288 floats a row, 1.5 instead of 5.3 MB for K = 4608). */
-static size_t imret__pack_ld(long N, long nblocks) { return nblocks == 1 && N + 32 < IMRET__NC_MAX ? (size_t)N + 32 : IMRET__NC_MAX; }
+/* A whole packed B (imret__gemm_plan's shared layout) holds the column blocks one after the
+   other, each K rows of *ld floats: IMRET__NC for a full block (a whole number of panels for
+   every nr: 32, 24, 8), the last block's own width + 32 for it (whole panels of any nr <= 32).
+   Returns the offset of block b. Rows had been IMRET__NC_MAX = 288 floats apart in every
+   block: 5.3 instead of 3.7 MB for ResNet-50 layer2's 3x3/2 at 2 threads, and 5.3 instead of
+   1.5 MB for layer4's K = 4608 at 49 pixels. */
+static size_t imret__pack_block(long N, long nblocks, long b, int K, size_t *ld) {
+    *ld = b < nblocks - 1 ? (size_t)IMRET__NC : (size_t)imret__nc_of(N, nblocks, nblocks - 1) + 32;
+    return (size_t)b * IMRET__NC * (size_t)K;
+}
 
 /* Floats of the phase planes of a stride-2 input (imret__bsrc_phase). */
 static size_t imret__phase_floats(int c, int h, int w) { return (size_t)c * 4 * (size_t)((h + 1) / 2) * (size_t)((w + 1) / 2); }
@@ -1775,7 +1781,8 @@ IMRET__AVX2 static void imret__ukr_avx2(int kc, const float *a, const float *b, 
 static size_t imret__gemm_plan(int M, long N, int K, int threads, int *chunks_out, int *shared_out) {
     int panels = (M + IMRET__MR - 1) / IMRET__MR, chunks = 1, shared;
     long nblocks = imret__nblocks(N);
-    size_t whole = (size_t)nblocks * imret__pack_ld(N, nblocks) * (size_t)K, per_thread = (size_t)(threads > 0 ? threads : 1) * IMRET__PACK_FLOATS;
+    size_t ld_last, whole = imret__pack_block(N, nblocks, nblocks - 1, K, &ld_last) + ld_last * (size_t)K;
+    size_t per_thread = (size_t)(threads > 0 ? threads : 1) * IMRET__PACK_FLOATS;
     while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
     if (threads <= 1) chunks = 1; /* one thread: nothing to balance, and B is packed once */
     shared = (chunks > 1 || nblocks == 1) && whole <= IMRET__PACK_ALL_MAX;
@@ -1836,7 +1843,6 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
                                   float *out, const imret__epilogue *ep, float *pack, int threads) {
     int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr, chunks, shared;
     long nblocks = imret__nblocks(N), kblocks = (K + IMRET__KC - 1) / IMRET__KC, tiles, t;
-    size_t ld = imret__pack_ld(N, nblocks); /* floats per k row of a whole (shared) B */
     imret__gemm_plan(M, N, K, threads, &chunks, &shared);
     if (shared && kern->ukr_t && N <= IMRET__SMALL_N && M % 32 == 0) {
         imret__gemm_small_n(kern, M, N, K, A, src, out, ep, pack, threads);
@@ -1844,7 +1850,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
     }
     tiles = nblocks * chunks;
     (void)threads;
-    if (shared) { /* B block (n-block b, rows k0..) at pack + (b * K + k0) * ld */
+    if (shared) { /* block b, rows k0.. at pack + imret__pack_block(b) + k0 * ld */
 #if IMRET__OMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && nblocks * kblocks > 1)
 #endif
@@ -1852,7 +1858,8 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
             long n0 = (t / kblocks) * IMRET__NC;
             int k0 = (int)(t % kblocks) * IMRET__KC, kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC;
             int nc = imret__nc_of(N, nblocks, t / kblocks);
-            imret__pack_b(src, k0, kc, n0, nc, nr, pack + ((size_t)(t / kblocks) * K + k0) * ld);
+            size_t ld, off = imret__pack_block(N, nblocks, t / kblocks, K, &ld);
+            imret__pack_b(src, k0, kc, n0, nc, nr, pack + off + (size_t)k0 * ld);
         }
     }
 #if IMRET__OMP
@@ -1869,7 +1876,8 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
                prefetcher at every piece. The k order of every sum is unchanged. ResNet-50 at
                224, 1 thread, interleaved (Zen 5, other core busy): layer4's convolutions
                0.77-0.83x their time (3x3 3.1 -> 2.4 ms), layer3's unchanged. */
-            const float *bb = pack + (size_t)(t / chunks) * K * ld;
+            size_t ld;
+            const float *bb = pack + imret__pack_block(N, nblocks, t / chunks, K, &ld);
             for (p = p0; p < p1; p++)
                 for (k0 = 0; k0 < K; k0 += IMRET__KC)
                     imret__gemm_panel(kern, M, N, K, A, p, k0, K - k0 < IMRET__KC ? K - k0 : IMRET__KC, bb + (size_t)k0 * ld, n0, nc,
