@@ -4076,21 +4076,20 @@ static float *imret__trunk(imret__run *R, const imret_tensor *x, float **buf, in
             char name[24];
             for (i = 0; i < m->stage_blocks[s]; i++, b++) {
                 const imret__block *blk = &m->blocks[b];
-                float *in = (float *)cur, *outp;
-                int h1, w1, h2, w2, hd, wd;
-                imret__conv_run(R, &blk->c1, in, h, w, t1, NULL, 1, &h1, &w1);
+                /* the block's last conv (c3, or c2 of a basic block) reads last_in; spare is free */
+                const imret__conv *last = m->bottleneck ? &blk->c3 : &blk->c2;
+                float *in = (float *)cur, *last_in = t1, *spare = t2, *outp;
+                int hl, wl, hd, wd;
+                imret__conv_run(R, &blk->c1, in, h, w, t1, NULL, 1, &hl, &wl);
                 if (m->bottleneck) {
-                    imret__conv_run(R, &blk->c2, t1, h1, w1, t2, NULL, 1, &h2, &w2);
-                    if (blk->has_down) imret__conv_run(R, &blk->down, in, h, w, t1, NULL, 0, &hd, &wd);
-                    outp = blk->has_down ? in : t1;
-                    imret__conv_run(R, &blk->c3, t2, h2, w2, outp, blk->has_down ? t1 : in, 1, &oh, &ow);
-                    c = blk->c3.out_c;
-                } else {
-                    if (blk->has_down) imret__conv_run(R, &blk->down, in, h, w, t2, NULL, 0, &hd, &wd);
-                    outp = blk->has_down ? in : t2;
-                    imret__conv_run(R, &blk->c2, t1, h1, w1, outp, blk->has_down ? t2 : in, 1, &oh, &ow);
-                    c = blk->c2.out_c;
+                    imret__conv_run(R, &blk->c2, t1, hl, wl, t2, NULL, 1, &hl, &wl);
+                    last_in = t2;
+                    spare = t1;
                 }
+                if (blk->has_down) imret__conv_run(R, &blk->down, in, h, w, spare, NULL, 0, &hd, &wd);
+                outp = blk->has_down ? in : spare;
+                imret__conv_run(R, last, last_in, hl, wl, outp, blk->has_down ? spare : in, 1, &oh, &ow);
+                c = last->out_c;
                 /* rotate: the block output becomes cur, the old cur a free buffer */
                 if (outp != in) {
                     cur = outp;
