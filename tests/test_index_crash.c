@@ -1,8 +1,10 @@
 /* test_index_crash.c -- crash safety of imret_index_save_file.
-   A forked writer saves two different large indexes (A, B) to the same path over and over;
-   the parent SIGKILLs it at random moments (>= 100 times). After every kill the file must
-   load and hold exactly A's or B's bytes -- never a torn mix -- and stale temporary files
-   are the only debris. Usage: test_index_crash [dir] (default build). */
+   A forked writer saves two different large indexes (A, B) to the same path over and over,
+   starting with the one the file does not hold; the parent SIGKILLs it at random moments
+   (>= 100 times), spread over about two save times measured on this machine first, so kills
+   land before, during and between saves however fast or loaded the machine is. After every
+   kill the file must load and hold exactly A's or B's bytes -- never a torn mix -- and stale
+   temporary files are the only debris. Usage: test_index_crash [dir] (default build). */
 #define _POSIX_C_SOURCE 200809L
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
@@ -70,7 +72,8 @@ int main(int argc, char **argv) {
     imret_index *A = make(60000, 0), *B = make(45000, 1);
     size_t sa, sb, kills = 0, got_a = 0, got_b = 0, debris = 0, fails = 0;
     uint8_t *ba, *bb;
-    double t0 = now();
+    double t0, t_save = 0;
+    int holds_b = 0; /* what the file holds now: 0 A, 1 B */
     setvbuf(stdout, NULL, _IONBF, 0);
     snprintf(path, sizeof path, "%s/crash_test.imri", dir);
     imret_index_save_memory(A, NULL, 0, &sa);
@@ -79,19 +82,30 @@ int main(int argc, char **argv) {
     bb = (uint8_t *)malloc(sb);
     imret_index_save_memory(A, ba, sa, &sa);
     imret_index_save_memory(B, bb, sb, &sb);
-    if (imret_index_save_file(A, path) != IMRET_OK) { printf("initial save failed: %s\n", imret_last_error()); return 1; }
-    while (kills < 120 && now() - t0 < 60) {
-        pid_t pid = fork();
-        if (pid == 0) { /* writer: B, A, B, A, ... until killed */
-            int i;
-            for (i = 0;; i++)
-                if (imret_index_save_file(i % 2 ? A : B, path) != IMRET_OK) _exit(3);
+    { /* the slowest of four saves (B, A, B, A; the file ends holding A) sets the kill window */
+        int i;
+        for (i = 0; i < 4; i++) {
+            double t = now();
+            if (imret_index_save_file(i % 2 ? A : B, path) != IMRET_OK) {
+                printf("save failed: %s\n", imret_last_error());
+                return 1;
+            }
+            if (now() - t > t_save) t_save = now() - t;
         }
-        {
+    }
+    t0 = now();
+    while (kills < 120 && now() - t0 < 240) /* a cap, not a target: 120 kills take 15-35 s */ {
+        pid_t pid = fork();
+        if (pid == 0) { /* writer: the other index first, then alternating, until killed */
+            int i;
+            for (i = !holds_b;; i++)
+                if (imret_index_save_file(i % 2 ? B : A, path) != IMRET_OK) _exit(3);
+        }
+        { /* 0 .. 2.5 save times: before, during and between saves */
             struct timespec ts;
-            long us = (long)(rnd() % 90000); /* 0..90 ms: before, during and between saves */
-            ts.tv_sec = 0;
-            ts.tv_nsec = us * 1000;
+            long us = (long)(rnd() % (uint64_t)(2.5e6 * t_save + 1000));
+            ts.tv_sec = us / 1000000;
+            ts.tv_nsec = (us % 1000000) * 1000;
             nanosleep(&ts, NULL);
         }
         kill(pid, SIGKILL);
@@ -107,8 +121,10 @@ int main(int argc, char **argv) {
                 fails++;
             } else if (sz == sa && !memcmp(f, ba, sa)) {
                 got_a++;
+                holds_b = 0;
             } else if (sz == sb && !memcmp(f, bb, sb)) {
                 got_b++;
+                holds_b = 1;
             } else {
                 printf("FAIL kill %lu: file (%lu bytes) is neither A nor B\n", (unsigned long)kills, (unsigned long)sz);
                 fails++;
@@ -130,9 +146,9 @@ int main(int argc, char **argv) {
         }
     }
     remove(path);
-    printf("crash safety: %lu SIGKILLs of a writer alternating two indexes (%lu and %lu bytes) in %.1f s: "
+    printf("crash safety: %lu SIGKILLs within 0-%.0f ms of a writer alternating two indexes (%lu and %lu bytes) in %.1f s: "
            "file held A %lu times, B %lu times, torn/unloadable %lu; %lu stale temp files removed\n",
-           (unsigned long)kills, (unsigned long)sa, (unsigned long)sb, now() - t0, (unsigned long)got_a, (unsigned long)got_b,
+           (unsigned long)kills, 2.5e3 * t_save, (unsigned long)sa, (unsigned long)sb, now() - t0, (unsigned long)got_a, (unsigned long)got_b,
            (unsigned long)fails, (unsigned long)debris);
     imret_index_destroy(A);
     imret_index_destroy(B);
