@@ -159,7 +159,7 @@ static int test_gemm(void) {
 }
 
 static int test_winograd(void) {
-    /* 29 x 23 (48 tiles): two blocks of tiles, whose input transforms 2 threads share (imret__wg_plan) */
+    /* 29 x 23 (48 tiles): two blocks of tiles, whose input transforms 2 threads share (imret__wg_plan: from 256 output channels) */
     static const int sizes[][2] = {{1, 1}, {2, 3}, {4, 4}, {7, 9}, {13, 17}, {31, 5}, {6, 6}, {29, 23}};
     int li, cases = 0, failures = 0;
     double worst = 0;
