@@ -1394,6 +1394,7 @@ typedef struct imret__kernels {
     imret_simd level;
     int nr;            /* columns per micro-tile (0: portable path, im2col + imret__gemm_scalar) */
     imret__ukr_fn ukr; /* MR x nr micro-kernel                                                  */
+    imret__ukr_fn ukr16; /* MR x 16 micro-kernel on B panels of 16 columns, or NULL             */
     /* transposed small-N kernel (imret__ukr_avx512_t) or NULL */
     void (*ukr_t)(int K, const float *a, const float *b, float *c, size_t ldc, int np, const float *bias, const float *res,
                   int relu);
@@ -1567,8 +1568,9 @@ static void imret__pack_b(const imret__bsrc *s, int k0, int kc, long n0, int nc,
 /* 8 x 16 micro-kernel for panels of <= 16 columns (the last columns of a layer, e.g. 4 of the
    196 at 14x14): the 8 x 32 kernel would run its second zmm column on nothing. bench_gemm,
    Xeon, interleaved: ResNet-50 layer3 1x1 at 224 0.699 -> 0.615 and 0.672 -> 0.641 ms. */
-IMRET__AVX512 static void imret__ukr_avx512_n16(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
-                                                int nr, int first, int last, const float *bias, const float *res, int relu) {
+IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_n16_body(int kc, const float *a, const float *b, int ldb, float *c,
+                                                                    size_t ldc, int mr, int nr, int first, int last,
+                                                                    const float *bias, const float *res, int relu) {
     __m512 acc[8];
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
     int k, i;
@@ -1578,7 +1580,7 @@ IMRET__AVX512 static void imret__ukr_avx512_n16(int kc, const float *a, const fl
         __m512 b0 = _mm512_loadu_ps(b);
         IMRET__UNROLL for (i = 0; i < 8; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, acc[i]);
         a += 8;
-        b += 32; /* B panels keep their 32-float rows */
+        b += ldb;
     }
     IMRET__UNROLL for (i = 0; i < 8; i++) {
         __m512 v = acc[i];
@@ -1590,6 +1592,17 @@ IMRET__AVX512 static void imret__ukr_avx512_n16(int kc, const float *a, const fl
         }
         _mm512_mask_storeu_ps(c + (size_t)i * ldc, m0, v);
     }
+}
+
+/* B panels of the 8 x 32 kernel keep their 32-float rows */
+IMRET__AVX512 static void imret__ukr_avx512_n16(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
+                                                int nr, int first, int last, const float *bias, const float *res, int relu) {
+    imret__ukr_avx512_n16_body(kc, a, b, 32, c, ldc, mr, nr, first, last, bias, res, relu);
+}
+/* B panels of 16-float rows (kern->ukr16): Winograd blocks of <= 16 tiles (see imret__conv_winograd) */
+IMRET__AVX512 static void imret__ukr_avx512_p16(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
+                                                int nr, int first, int last, const float *bias, const float *res, int relu) {
+    imret__ukr_avx512_n16_body(kc, a, b, 16, c, ldc, mr, nr, first, last, bias, res, relu);
 }
 
 /* 8 x 32 micro-kernel: rows of C are 8 output channels, columns 32 pixels (2 zmm). */
@@ -1969,7 +1982,8 @@ static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, si
      11 MB; the model itself holds none, so loading peaks at the model size). Transforming per
      call had cost as much as the GEMMs on the 28x28 layers (bench_winograd: 512->512 at 28x28
      0.93x direct with it, 0.51x without);
-   - V is transformed per block of ~32 tiles (whole nr panels) into packed B panels [xi][panel][in][nr];
+   - V is transformed per block of ~32 tiles (whole nr panels; 16-column panels for a block of
+     <= 16 tiles, imret__wg_pw) into packed B panels [xi][panel][in][nr];
    - the block's M [xi][out][tile] is transformed back with the fused epilogue.
    The transforms work on 8 lanes (8 output channels, or 8 tiles) so they compile to vector
    code; they are instantiated per ISA with the target attribute. On x86 the 8 tiles' input
@@ -2301,14 +2315,23 @@ static size_t imret__wg_plan(int M, int IC, int oh, int ow, int nr, int threads,
            (fused ? (size_t)threads * 36 * imret__wg_ustep(IC) : 0);
 }
 
+/* Columns of the V panels of a block of nt tiles: 16 where there is a 16-column kernel and
+   nt <= 16 (ResNet-50's layer3 and VGG16's conv5 at 224: one block of 16 tiles), else nr. In
+   32-column panels such a block used half of every B row it read and its V (IC x 32 x 36
+   floats, 1.2 MB at 256 channels) overflowed L2, which the GEMM of each of the layer's 32
+   weight panels then re-read from L3. */
+static int imret__wg_pw(const imret__kernels *kern, int nt) { return kern->ukr16 && nt <= 16 ? 16 : kern->nr; }
+
 /* M[xi] rows of panel q = U[xi] panel a (8 x IC) times V[xi] (IC x the block's nt tiles). */
 static void imret__wg_gemm(const imret__kernels *kern, const float *a, const float *V, float *Mb, int xi, int q, int M, int IC,
                            int nt, size_t vstep, size_t mstep) {
-    int nr = kern->nr, npan = (nt + nr - 1) / nr, ldm = npan * nr, mr = M - q * IMRET__MR < IMRET__MR ? M - q * IMRET__MR : IMRET__MR, j;
+    int nr = imret__wg_pw(kern, nt), npan = (nt + nr - 1) / nr, ldm = npan * nr, j;
+    int mr = M - q * IMRET__MR < IMRET__MR ? M - q * IMRET__MR : IMRET__MR;
+    imret__ukr_fn ukr = nr == kern->nr ? kern->ukr : kern->ukr16;
     for (j = 0; j < npan; j++) { /* the columns of the block's tiles, in whole groups of 8 */
         int cols = (nt - j * nr + 7) / 8 * 8;
-        kern->ukr(IC, a, V + xi * vstep + (size_t)j * IC * nr, Mb + xi * mstep + (size_t)q * IMRET__MR * ldm + j * nr, (size_t)ldm,
-                  mr, cols < nr ? cols : nr, 1, 1, NULL, NULL, 0);
+        ukr(IC, a, V + xi * vstep + (size_t)j * IC * nr, Mb + xi * mstep + (size_t)q * IMRET__MR * ldm + j * nr, (size_t)ldm, mr,
+            cols < nr ? cols : nr, 1, 1, NULL, NULL, 0);
     }
 }
 
@@ -2337,8 +2360,8 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
         for (t = 0; t < nblocks * groups; t++) {
             long t0 = (t / groups) * NT;
             int ic0 = (int)(t % groups) * IMRET__WG_ICG, ic1 = IC - ic0 < IMRET__WG_ICG ? IC : ic0 + IMRET__WG_ICG;
-            kern->wg_input(in, IC, ic0, ic1, h, w, pad, tiles_x, t0, T - t0 < NT ? (int)(T - t0) : (int)NT, nr,
-                           ws + (size_t)(t / groups) * vfull);
+            int nt = T - t0 < NT ? (int)(T - t0) : (int)NT;
+            kern->wg_input(in, IC, ic0, ic1, h, w, pad, tiles_x, t0, nt, imret__wg_pw(kern, nt), ws + (size_t)(t / groups) * vfull);
         }
     }
 #if IMRET__OMP
@@ -2352,10 +2375,10 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
 #endif
         long t0 = (t / chunks) * NT;
         int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
-        int nt = T - t0 < NT ? (int)(T - t0) : (int)NT, npan = (nt + nr - 1) / nr, ldm = npan * nr, xi, q;
+        int nt = T - t0 < NT ? (int)(T - t0) : (int)NT, pw = imret__wg_pw(kern, nt), ldm = (nt + pw - 1) / pw * pw, xi, q;
         size_t vstep = imret__wg_vstep(ldm, IC), mstep = imret__wg_mstep(M, ldm);
         float *V = ws + (size_t)(shared ? t / chunks : tid) * vfull, *Mb = Mws + (size_t)tid * mfull;
-        if (!shared) kern->wg_input(in, IC, 0, IC, h, w, pad, tiles_x, t0, nt, nr, V);
+        if (!shared) kern->wg_input(in, IC, 0, IC, h, w, pad, tiles_x, t0, nt, pw, V);
         if (U) { /* xi outer: each U[xi] is one contiguous run over the panels */
             for (xi = 0; xi < 36; xi++)
                 for (q = p0; q < p1; q++)
@@ -2390,7 +2413,8 @@ static imret__kernels imret__kernels_for(imret_simd level) {
     k.wg_output = imret__wg_output_generic;
 #if IMRET__X86
     if (k.level == IMRET_SIMD_AVX512) {
-        k.nr = 32; k.ukr = imret__ukr_avx512; k.ukr_t = imret__ukr_avx512_t; k.maxpool = imret__maxpool_rows_avx512;
+        k.nr = 32; k.ukr = imret__ukr_avx512; k.ukr16 = imret__ukr_avx512_p16; k.ukr_t = imret__ukr_avx512_t;
+        k.maxpool = imret__maxpool_rows_avx512;
     }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }
     if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both */
