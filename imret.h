@@ -1397,7 +1397,7 @@ typedef struct imret__kernels {
     imret__ukr_fn ukr16; /* MR x 16 micro-kernel on B panels of 16 columns, or NULL             */
     /* transposed small-N kernel (imret__ukr_avx512_t) or NULL */
     void (*ukr_t)(int K, const float *a, const float *b, float *c, size_t ldc, int np, const float *bias, const float *res,
-                  int relu);
+                  int relu, const char *pf, int pf_lines);
     /* Winograd transforms ([impl: kernels (Winograd)]), set with the micro-kernel */
     void (*wg_weights)(const float *wp, int IC, float *U, int p0, int p1, size_t xstep, int pbase);
     void (*wg_input)(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x, long t0, int nt, int nr,
@@ -1685,18 +1685,23 @@ IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float 
    IMRET__SMALL_N pixels: at 196 it lost to the 8 x 32 kernel (see there).
    The results go to C transposed, through a small buffer, with the epilogue of
    imret__ukr_avx512: every sum runs over k in the same order with the same FMA, so the bits
-   are the same. a: panel of channels 0..7 at k = 0; the next panels 8 K floats apart. */
+   are the same. a: panel of channels 0..7 at k = 0; the next panels 8 K floats apart. The
+   pf_lines cache lines from pf on are prefetched, spread evenly over the k loop. */
 IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float *b, float *c, size_t ldc, int np,
-                                              const float *bias, const float *res, int relu) {
+                                              const float *bias, const float *res, int relu, const char *pf, int pf_lines) {
     const float *a1 = a + (size_t)8 * K, *a2 = a + (size_t)16 * K, *a3 = a + (size_t)24 * K;
     __m512 s00 = _mm512_setzero_ps(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
     __m512 s40 = s00, s41 = s00, s50 = s00, s51 = s00, s60 = s00, s61 = s00;
     float tile[IMRET__NT_PIX][32];
-    int k, px, ch;
+    int k, px, ch, pl = 0;
     for (k = 0; k < K; k++) {
-        __m512 v0 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a + 8 * k)), _mm256_loadu_ps(a1 + 8 * k), 1);
-        __m512 v1 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a2 + 8 * k)), _mm256_loadu_ps(a3 + 8 * k), 1);
-        const float *bk = b + (size_t)IMRET__NT_PIX * k;
+        __m512 v0;
+        __m512 v1;
+        const float *bk;
+        if (pl < pf_lines && (long)pl * K <= (long)k * pf_lines) IMRET__PREFETCH(pf + (size_t)64 * pl++);
+        v0 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a + 8 * k)), _mm256_loadu_ps(a1 + 8 * k), 1);
+        v1 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a2 + 8 * k)), _mm256_loadu_ps(a3 + 8 * k), 1);
+        bk = b + (size_t)IMRET__NT_PIX * k;
         IMRET__BFMA2(bk[0], v0, v1, s00, s01); IMRET__BFMA2(bk[1], v0, v1, s10, s11); IMRET__BFMA2(bk[2], v0, v1, s20, s21);
         IMRET__BFMA2(bk[3], v0, v1, s30, s31); IMRET__BFMA2(bk[4], v0, v1, s40, s41); IMRET__BFMA2(bk[5], v0, v1, s50, s51);
         IMRET__BFMA2(bk[6], v0, v1, s60, s61);
@@ -1842,11 +1847,22 @@ static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K
     for (t = 0; t < tiles; t++) { /* channel block outer: its 32 x K weights stay in L2 across the pixel panels, and
                                      static ranges give each thread whole blocks (interleaved tiles had both cores
                                      read every block: no gain at 2 threads) */
-        int m0 = (int)(t / npan) * 32;
-        long p0 = (t % npan) * IMRET__NT_PIX;
+        int m0 = (int)(t / npan) * 32, pfl = 0;
+        long p0 = (t % npan) * IMRET__NT_PIX, lines = ((long)32 * K * 4 + 63) / 64, per = (lines + npan - 1) / npan;
+        const char *pf = NULL;
+        /* each pixel panel's call prefetches a 1/npan share of the next block's weights (read
+           once, cold from memory: 590 KB for a 3x3 layer4 conv, at 128 B per 14 FMAs, faster
+           than the hardware prefetcher fetched it while the block's first panel ran). ResNet-50
+           at 224, per-layer timing, 5 x 15 runs interleaved, layer4 + its downsample: 10.68 ->
+           9.74 ms at 1 thread (3x3 3.55 -> 3.29); 3 x 20 runs at 2 threads 7.25 -> 6.69. */
+        if (m0 + 32 < M) {
+            long sh = per * (t % npan);
+            pf = (const char *)(A + (size_t)(m0 + 32) * K) + (size_t)64 * sh;
+            pfl = (int)(lines - sh < per ? (lines - sh > 0 ? lines - sh : 0) : per);
+        }
         kern->ukr_t(K, A + (size_t)m0 * K, pack + (size_t)(t % npan) * K * IMRET__NT_PIX, out + (size_t)m0 * N + p0, (size_t)N,
                     N - p0 < IMRET__NT_PIX ? (int)(N - p0) : IMRET__NT_PIX, ep->bias ? ep->bias + m0 : NULL,
-                    ep->residual ? ep->residual + (size_t)m0 * N + p0 : NULL, ep->relu);
+                    ep->residual ? ep->residual + (size_t)m0 * N + p0 : NULL, ep->relu, pf, pfl);
     }
 }
 
