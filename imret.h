@@ -1908,9 +1908,16 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
             size_t ld;
             const float *bb = pack + imret__pack_block(N, nblocks, t / chunks, K, &ld);
             for (p = p0; p < p1; p++)
-                for (k0 = 0; k0 < K; k0 += IMRET__KC)
-                    imret__gemm_panel(kern, M, N, K, A, p, k0, K - k0 < IMRET__KC ? K - k0 : IMRET__KC, bb + (size_t)k0 * ld, n0, nc,
-                                      out, ep);
+                for (k0 = 0; k0 < K; k0 += IMRET__KC) {
+                    int kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC, b;
+                    /* the next panel's KC slice, cold from memory, fetched while this one runs
+                       (ResNet-50 layer3 256 -> 1024 1x1 convs, per-layer timing, 5 x 15 runs
+                       interleaved: 4.00 -> 3.73 ms at 1 thread, 2.68 -> 2.48 at 2) */
+                    if (p + 1 < p1)
+                        for (b = 0; b < kc * IMRET__MR * (int)sizeof(float); b += 64)
+                            IMRET__PREFETCH((const char *)(A + (size_t)(p + 1) * IMRET__MR * K + (size_t)k0 * IMRET__MR) + b);
+                    imret__gemm_panel(kern, M, N, K, A, p, k0, kc, bb + (size_t)k0 * ld, n0, nc, out, ep);
+                }
             continue;
         }
         for (k0 = 0; k0 < K; k0 += IMRET__KC) {
