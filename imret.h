@@ -2009,7 +2009,9 @@ static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, si
      <= 16 tiles, imret__wg_pw) into packed B panels [xi][panel][in][nr];
    - the block's M [xi][out][tile] is transformed back with the fused epilogue.
    The transforms work on 8 lanes (8 output channels, or 8 tiles) so they compile to vector
-   code; they are instantiated per ISA with the target attribute. On x86 the 8 tiles' input
+   code; they are instantiated per ISA with the target attribute (the weight transform also
+   in AVX-512 intrinsics, two input channels per zmm: it runs on every call of the fused
+   layers). On x86 the 8 tiles' input
    patches are gathered and their outputs scattered with masked row loads/stores and 4 x 8
    transposes (imret__wg_gather8_avx2 / imret__wg_scatter8_avx2) where the tiles lie in at
    most two tile rows; elsewhere lane by lane. Rounding: the constants
@@ -2286,6 +2288,48 @@ static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm,
 IMRET__WG_INSTANCES(generic, , NULL, NULL)
 #if IMRET__X86
 IMRET__WG_INSTANCES(avx2, IMRET__AVX2, imret__wg_gather8_avx2, imret__wg_scatter8_avx2)
+/* The weight transform on 16 lanes: two input channels of a panel per zmm (their 8-float
+   rows are 72 floats apart in wp and adjacent in U), the operations of
+   imret__wg_weights_body in the same order, so U gets the same bits (an odd last channel
+   goes through the body). */
+IMRET__AVX512 static void imret__wg_weights_avx512(const float *wp, int IC, float *U, int p0, int p1, size_t xstep, int pbase) {
+    const __m512 c4 = _mm512_set1_ps(0.25f), c6 = _mm512_set1_ps(-1.0f / 6), c24 = _mm512_set1_ps(1.0f / 24);
+    const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
+    int p, ic, i, j;
+#define IMRET__WG_G6(g0, g1, g2, o)                                                                                   \
+    do {                                                                                                             \
+        o[0] = _mm512_mul_ps(c4, g0);                                                                                \
+        o[1] = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(g0, g1), g2), c6);                                          \
+        o[2] = _mm512_mul_ps(_mm512_add_ps(_mm512_sub_ps(g0, g1), g2), c6);                                          \
+        o[3] = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(g0, _mm512_mul_ps(two, g1)), _mm512_mul_ps(four, g2)), c24); \
+        o[4] = _mm512_mul_ps(_mm512_add_ps(_mm512_sub_ps(g0, _mm512_mul_ps(two, g1)), _mm512_mul_ps(four, g2)), c24); \
+        o[5] = g2;                                                                                                   \
+    } while (0)
+    for (p = p0; p < p1; p++) {
+        for (ic = 0; ic + 2 <= IC; ic += 2) {
+            const float *g = wp + (size_t)p * IMRET__MR * IC * 9 + (size_t)ic * 9 * IMRET__MR; /* [ky*3+kx][8], ic + 1 at g + 72 */
+            __m512 t[3][6], r[3], u[6];
+            for (j = 0; j < 3; j++) { /* G along ky */
+                for (i = 0; i < 3; i++)
+                    r[i] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(g + (i * 3 + j) * 8)),
+                                              _mm256_loadu_ps(g + 72 + (i * 3 + j) * 8), 1);
+                IMRET__WG_G6(r[0], r[1], r[2], t[j]);
+            }
+            for (i = 0; i < 6; i++) { /* G along kx */
+                IMRET__WG_G6(t[0][i], t[1][i], t[2][i], u);
+                for (j = 0; j < 6; j++) _mm512_storeu_ps(U + (size_t)(i * 6 + j) * xstep + ((size_t)(p - pbase) * IC + ic) * 8, u[j]);
+            }
+        }
+        if (ic < IC) { /* the odd last channel: the body on a one-channel view of the panel */
+            int c;
+            float last[9 * IMRET__MR], ul[36 * IMRET__MR];
+            memcpy(last, wp + (size_t)p * IMRET__MR * IC * 9 + (size_t)ic * 9 * IMRET__MR, sizeof last);
+            imret__wg_weights_body(last, 1, ul, 0, 1, IMRET__MR, 0);
+            for (c = 0; c < 36; c++) memcpy(U + (size_t)c * xstep + ((size_t)(p - pbase) * IC + ic) * 8, ul + c * 8, 8 * sizeof(float));
+        }
+    }
+#undef IMRET__WG_G6
+}
 IMRET__AVX2 static void imret__maxpool_rows_avx2(const float *in, int h, int w, int k, int stride, int pad, float *out, int oh,
                                                  int ow, int ch0, int ch1) {
     imret__maxpool_rows_body(in, h, w, k, stride, pad, out, oh, ow, ch0, ch1);
@@ -2441,7 +2485,7 @@ static imret__kernels imret__kernels_for(imret_simd level) {
     }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }
     if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both */
-        k.wg_weights = imret__wg_weights_avx2;
+        k.wg_weights = k.level == IMRET_SIMD_AVX512 ? imret__wg_weights_avx512 : imret__wg_weights_avx2;
         k.wg_input = imret__wg_input_avx2;
         k.wg_output = imret__wg_output_avx2;
     }
