@@ -2011,11 +2011,10 @@ static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, si
    The transforms work on 8 lanes (8 output channels, or 8 tiles) so they compile to vector
    code; they are instantiated per ISA with the target attribute (the weight transform also
    in AVX-512 intrinsics, two input channels per zmm: it runs on every call of the fused
-   layers). On x86 the 8 tiles' input
-   patches are gathered and their outputs scattered with masked row loads/stores and 4 x 8
-   transposes (imret__wg_gather8_avx2 / imret__wg_scatter8_avx2) where the tiles lie in at
-   most two tile rows; elsewhere lane by lane. Rounding: the constants
-   (1/6, 1/24, ...) and the cancellation in B^T d B make the result differ from the direct
+   layers). On x86 the 8 tiles' input patches are gathered and their outputs scattered with
+   masked row loads/stores and 4 x 8 transposes (imret__wg_gather8_avx2 /
+   imret__wg_scatter8_avx2) where the tiles lie in at most two tile rows; elsewhere lane by
+   lane. Rounding: the constants (1/6, 1/24, ...) and the cancellation in B^T d B make the result differ from the direct
    sum by ~1e-6..1e-5 x max|out| per layer (test_kernels, test_parity report it);
    imret_context_config.exact = 1 or IMRET_CONV=direct keeps every layer on the direct path.
    ====================================================================================== */
