@@ -2014,9 +2014,10 @@ static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, si
    layers). On x86 the 8 tiles' input patches are gathered and their outputs scattered with
    masked row loads/stores and 4 x 8 transposes (imret__wg_gather8_avx2 /
    imret__wg_scatter8_avx2) where the tiles lie in at most two tile rows; elsewhere lane by
-   lane. Rounding: the constants (1/6, 1/24, ...) and the cancellation in B^T d B make the result differ from the direct
-   sum by ~1e-6..1e-5 x max|out| per layer (test_kernels, test_parity report it);
-   imret_context_config.exact = 1 or IMRET_CONV=direct keeps every layer on the direct path.
+   lane. Rounding: the constants (1/6, 1/24, ...) and the cancellation in B^T d B make the
+   result differ from the direct sum by ~1e-6..1e-5 x max|out| per layer (test_kernels,
+   test_parity report it); imret_context_config.exact = 1 or IMRET_CONV=direct keeps every
+   layer on the direct path.
    ====================================================================================== */
 /* Tiles per block: whole panels of nr, about 32 (V and M of a 256-channel block fit in L2). */
 static int imret__wg_nt(int nr) { return nr >= 32 ? nr : 32 / nr * nr; }
@@ -2483,7 +2484,8 @@ static imret__kernels imret__kernels_for(imret_simd level) {
         k.maxpool = imret__maxpool_rows_avx512;
     }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }
-    if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both */
+    if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both (the weight
+                   transform is zmm code on AVX-512) */
         k.wg_weights = k.level == IMRET_SIMD_AVX512 ? imret__wg_weights_avx512 : imret__wg_weights_avx2;
         k.wg_input = imret__wg_input_avx2;
         k.wg_output = imret__wg_output_avx2;
