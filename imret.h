@@ -843,6 +843,19 @@ IMRET_API imret_result imret_index_import_faiss_memory(const void *data, size_t 
 #else
 #define IMRET__PREFETCH(p) ((void)(p))
 #endif
+/* Weights read once per pass, cold from memory, are prefetched ahead of their use in shares:
+   share i of parts of a run of bytes covers cache lines [*first, *first + return value) (the
+   last shares may be short or empty). */
+static long imret__line_share(size_t bytes, long parts, long i, long *first) {
+    long lines = (long)((bytes + 63) / 64), per = (lines + parts - 1) / parts;
+    *first = i * per < lines ? i * per : lines;
+    return lines - *first < per ? lines - *first : per;
+}
+static void imret__prefetch_lines(const void *p, long first, long n) {
+    const char *c = (const char *)p + (size_t)64 * first;
+    long l;
+    for (l = 0; l < n; l++) IMRET__PREFETCH(c + (size_t)64 * l);
+}
 #if defined(__GNUC__) || defined(__clang__)
 #define IMRET__UNUSED __attribute__((unused))
 #else
@@ -1848,7 +1861,7 @@ static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K
                                      static ranges give each thread whole blocks (interleaved tiles had both cores
                                      read every block: no gain at 2 threads) */
         int m0 = (int)(t / npan) * 32, pfl = 0;
-        long p0 = (t % npan) * IMRET__NT_PIX, lines = ((long)32 * K * 4 + 63) / 64, per = (lines + npan - 1) / npan;
+        long p0 = (t % npan) * IMRET__NT_PIX;
         const char *pf = NULL;
         /* each pixel panel's call prefetches a 1/npan share of the next block's weights (read
            once, cold from memory: 590 KB for a 3x3 layer4 conv, at 128 B per 14 FMAs, faster
@@ -1856,9 +1869,9 @@ static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K
            at 224, per-layer timing, 5 x 15 runs interleaved, layer4 + its downsample: 10.68 ->
            9.74 ms at 1 thread (3x3 3.55 -> 3.29); 3 x 20 runs at 2 threads 7.25 -> 6.69. */
         if (m0 + 32 < M) {
-            long sh = per * (t % npan);
-            pf = (const char *)(A + (size_t)(m0 + 32) * K) + (size_t)64 * sh;
-            pfl = (int)(lines - sh < per ? (lines - sh > 0 ? lines - sh : 0) : per);
+            long first;
+            pfl = (int)imret__line_share((size_t)32 * K * sizeof(float), npan, t % npan, &first);
+            pf = (const char *)(A + (size_t)(m0 + 32) * K) + (size_t)64 * first;
         }
         kern->ukr_t(K, A + (size_t)m0 * K, pack + (size_t)(t % npan) * K * IMRET__NT_PIX, out + (size_t)m0 * N + p0, (size_t)N,
                     N - p0 < IMRET__NT_PIX ? (int)(N - p0) : IMRET__NT_PIX, ep->bias ? ep->bias + m0 : NULL,
@@ -1909,13 +1922,13 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
             const float *bb = pack + imret__pack_block(N, nblocks, t / chunks, K, &ld);
             for (p = p0; p < p1; p++)
                 for (k0 = 0; k0 < K; k0 += IMRET__KC) {
-                    int kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC, b;
+                    int kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC;
                     /* the next panel's KC slice, cold from memory, fetched while this one runs
                        (ResNet-50 layer3 256 -> 1024 1x1 convs, per-layer timing, 5 x 15 runs
                        interleaved: 4.00 -> 3.73 ms at 1 thread, 2.68 -> 2.48 at 2) */
                     if (p + 1 < p1)
-                        for (b = 0; b < kc * IMRET__MR * (int)sizeof(float); b += 64)
-                            IMRET__PREFETCH((const char *)(A + (size_t)(p + 1) * IMRET__MR * K + (size_t)k0 * IMRET__MR) + b);
+                        imret__prefetch_lines(A + (size_t)(p + 1) * IMRET__MR * K + (size_t)k0 * IMRET__MR, 0,
+                                              ((long)kc * IMRET__MR * (long)sizeof(float) + 63) / 64);
                     imret__gemm_panel(kern, M, N, K, A, p, k0, kc, bb + (size_t)k0 * ld, n0, nc, out, ep);
                 }
             continue;
@@ -2452,7 +2465,6 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
                     imret__wg_gemm(kern, U + ((size_t)xi * panels + q) * IMRET__MR * IC, V, Mb, xi, q, M, IC, nt, vstep, mstep);
         } else { /* fused: one panel's 36 transformed planes, in L2, then its 36 GEMMs */
             float *Uq = Mws + (size_t)threads * mfull + (size_t)tid * 36 * imret__wg_ustep(IC);
-            size_t lines = ((size_t)IMRET__MR * IC * 9 * sizeof(float) + 63) / 64, per = (lines + 35) / 36, l;
             for (q = p0; q < p1; q++) {
                 /* the next panel's 3x3 weights (72 IC floats, read cold from memory) are fetched a
                    36th at a time during this panel's GEMMs: the transform had stalled on them
@@ -2460,8 +2472,10 @@ static void imret__conv_winograd(const imret__kernels *kern, int M, int IC, int 
                 const char *next = (const char *)(wp + (size_t)(q + 1) * IMRET__MR * IC * 9);
                 kern->wg_weights(wp, IC, Uq, q, q + 1, imret__wg_ustep(IC), q);
                 for (xi = 0; xi < 36; xi++) {
-                    if (q + 1 < p1)
-                        for (l = xi * per; l < (xi + 1) * per && l < lines; l++) IMRET__PREFETCH(next + l * 64);
+                    if (q + 1 < p1) {
+                        long first, n = imret__line_share((size_t)IMRET__MR * IC * 9 * sizeof(float), 36, xi, &first);
+                        imret__prefetch_lines(next, first, n);
+                    }
                     imret__wg_gemm(kern, Uq + xi * imret__wg_ustep(IC), V, Mb, xi, q, M, IC, nt, vstep, mstep);
                 }
             }

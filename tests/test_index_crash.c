@@ -90,7 +90,8 @@ int main(int argc, char **argv) {
                 printf("save failed: %s\n", imret_last_error());
                 return 1;
             }
-            if (now() - t > t_save) t_save = now() - t;
+            t = now() - t;
+            if (t > t_save) t_save = t;
         }
     }
     t0 = now();
