@@ -37,6 +37,9 @@
    | IMRET_NO_STB_IMAGE             | no stb_image.h: no image decoding, the host fills       |
    |                                | imret_image itself (stb_image_resize.h is still used)   |
    | IMRET_STB_IMAGE_INCLUDED       | host already included stb_image[_resize].h impls        |
+   | IMRET_CONV_HOOK(end, ic, oc,   | called before (end 0) and after (end 1) every           |
+   |   k, stride, h, w)             | convolution of a forward pass: per-layer timing         |
+   |                                | (bench/bench_layers.c); empty by default                |
 
    TABLE OF CONTENTS (search for the banner text)
      PUBLIC API
@@ -4029,8 +4032,8 @@ static const float *imret__wg_weights_of(imret__run *R, const imret__conv *cv, s
     return U;
 }
 
-static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *in, int h, int w, float *out,
-                            const float *residual, int relu, int *oh_out, int *ow_out) {
+static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const float *in, int h, int w, float *out,
+                                 const float *residual, int relu, int *oh_out, int *ow_out) {
     int oh = imret__out_dim(h, cv->k, cv->stride, cv->pad), ow = imret__out_dim(w, cv->k, cv->stride, cv->pad);
     long npix = (long)oh * ow, K = (long)cv->in_c * cv->k * cv->k, chunk, p0;
     int direct = cv->k == 1 && cv->stride == 1 && cv->pad == 0, fast = R->ctx->kern.nr > 0;
@@ -4122,6 +4125,16 @@ static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *i
             imret__gemm_scalar(cv->out_c, (int)pn, (int)K, cv->w, R->col, (size_t)pn, out + p0, (size_t)npix, &ep, R->ctx->threads);
         }
     }
+}
+
+#ifndef IMRET_CONV_HOOK
+#define IMRET_CONV_HOOK(end, in_c, out_c, k, stride, h, w) ((void)0)
+#endif
+static void imret__conv_run(imret__run *R, const imret__conv *cv, const float *in, int h, int w, float *out,
+                            const float *residual, int relu, int *oh_out, int *ow_out) {
+    if (!R->dry) IMRET_CONV_HOOK(0, cv->in_c, cv->out_c, cv->k, cv->stride, h, w);
+    imret__conv_run_body(R, cv, in, h, w, out, residual, relu, oh_out, ow_out);
+    if (!R->dry) IMRET_CONV_HOOK(1, cv->in_c, cv->out_c, cv->k, cv->stride, h, w);
 }
 
 static void imret__stage(imret__run *R, const char *name, float *data, int c, int h, int w) {
