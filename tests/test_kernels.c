@@ -118,6 +118,17 @@ static int test_gemm(void) {
                                 failures += case_check(&c, 1e-5, "gemm, stride-2 phase planes", imret_simd_name(kern.level), &worst);
                                 free(ph);
                             }
+                            { /* the same from zero-padded planes (imret__bsrc_pad), as the forward pass runs small layers */
+                                float *pd = (float *)malloc(imret__pad_floats(c.in_c, h, w, pad) * 4 + 4);
+                                memset(c.o1, 0, c.nout * 4);
+                                imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
+                                imret__bsrc_pad(&src, pd, 2);
+                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
+                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
+                                cases++;
+                                failures += case_check(&c, 1e-5, "gemm, padded planes", imret_simd_name(kern.level), &worst);
+                                free(pd);
+                            }
                             free(pack);
                             case_free(&c);
                         }
@@ -147,6 +158,21 @@ static int test_gemm(void) {
                                 failures++;
                                 printf("FAIL gemm small-N kernel %s %d>%d %dx%d k%d s%d: differs from the %dx%d kernel\n",
                                        imret_simd_name(kern.level), c.in_c, c.out_c, h, w, k, stride, IMRET__MR, kern.nr);
+                            }
+                            { /* B from zero-padded planes (layer4 of ResNet at 224 runs so): the same bits */
+                                float *pd = (float *)malloc(imret__pad_floats(c.in_c, h, w, pad) * 4 + 4);
+                                memset(c.o1, 0, c.nout * 4);
+                                imret__bsrc_pad(&src, pd, 2);
+                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
+                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
+                                cases++;
+                                failures += case_check(&c, 1e-5, "gemm, small-N kernel, padded planes", imret_simd_name(kern.level), &worst);
+                                if (memcmp(c.o1, o3, c.nout * 4)) {
+                                    failures++;
+                                    printf("FAIL gemm small-N kernel, padded planes %s %d>%d %dx%d k%d s%d: differs from unpadded\n",
+                                           imret_simd_name(kern.level), c.in_c, c.out_c, h, w, k, stride);
+                                }
+                                free(pd);
                             }
                             free(pack); free(o3);
                             case_free(&c);
