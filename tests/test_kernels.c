@@ -76,6 +76,15 @@ static void case_free(conv_case *c) {
     free(c->x); free(c->wp); free(c->bias); free(c->res); free(c->ref); free(c->o1); free(c->o2);
 }
 
+/* The case's GEMM with B from src, at 1 and 2 threads (into o1 and o2), checked. */
+static int gemm_check(conv_case *c, const imret__kernels *kern, const imret__bsrc *src, float *pack, const char *what,
+                      double *worst) {
+    memset(c->o1, 0, c->nout * 4);
+    imret__conv_gemm_fast(kern, c->out_c, c->N, c->K, c->wp, src, c->o1, &c->ep, pack, 1);
+    imret__conv_gemm_fast(kern, c->out_c, c->N, c->K, c->wp, src, c->o2, &c->ep, pack, 2);
+    return case_check(c, 1e-5, what, imret_simd_name(kern->level), worst);
+}
+
 static const int chans[] = {1, 3, 7, 17, 63, 65, 257};
 static const imret_simd levels[] = {IMRET_SIMD_AVX2, IMRET_SIMD_AVX512, IMRET_SIMD_NEON};
 
@@ -104,29 +113,21 @@ static int test_gemm(void) {
                             case_make(&c, chans[ci], chans[(ci * 3 + ki + si) % 7], h, w, k, stride, pad, (ci + si) & 1, (ki + stride) & 1);
                             pack = (float *)malloc(imret__gemm_plan(c.out_c, c.N, c.K, 2, NULL, NULL) * 4); /* covers 1 thread too */
                             imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
-                            imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
-                            imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
                             cases++;
-                            failures += case_check(&c, 1e-5, "gemm", imret_simd_name(kern.level), &worst);
+                            failures += gemm_check(&c, &kern, &src, pack, "gemm", &worst);
                             if (stride == 2) { /* the same from phase planes, as the forward pass runs it */
                                 float *ph = (float *)malloc(imret__phase_floats(c.in_c, h, w) * 4);
-                                memset(c.o1, 0, c.nout * 4);
                                 imret__bsrc_phase(&src, ph, 2);
-                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
-                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
                                 cases++;
-                                failures += case_check(&c, 1e-5, "gemm, stride-2 phase planes", imret_simd_name(kern.level), &worst);
+                                failures += gemm_check(&c, &kern, &src, pack, "gemm, stride-2 phase planes", &worst);
                                 free(ph);
                             }
                             { /* the same from zero-padded planes (imret__bsrc_pad), as the forward pass runs small layers */
                                 float *pd = (float *)malloc(imret__pad_floats(c.in_c, h, w, pad) * 4 + 4);
-                                memset(c.o1, 0, c.nout * 4);
                                 imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
                                 imret__bsrc_pad(&src, pd, 2);
-                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
-                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
                                 cases++;
-                                failures += case_check(&c, 1e-5, "gemm, padded planes", imret_simd_name(kern.level), &worst);
+                                failures += gemm_check(&c, &kern, &src, pack, "gemm, padded planes", &worst);
                                 free(pd);
                             }
                             free(pack);
@@ -149,11 +150,9 @@ static int test_gemm(void) {
                             pack = (float *)malloc(imret__gemm_plan(c.out_c, c.N, c.K, 2, NULL, NULL) * 4);
                             o3 = (float *)malloc(c.nout * 4);
                             imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
-                            imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
-                            imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
                             imret__conv_gemm_fast(&plain, c.out_c, c.N, c.K, c.wp, &src, o3, &c.ep, pack, 1);
                             cases++;
-                            failures += case_check(&c, 1e-5, "gemm, small-N kernel", imret_simd_name(kern.level), &worst);
+                            failures += gemm_check(&c, &kern, &src, pack, "gemm, small-N kernel", &worst);
                             if (memcmp(c.o1, o3, c.nout * 4)) { /* same sums in the same order as the 8 x nr kernel */
                                 failures++;
                                 printf("FAIL gemm small-N kernel %s %d>%d %dx%d k%d s%d: differs from the %dx%d kernel\n",
@@ -161,12 +160,9 @@ static int test_gemm(void) {
                             }
                             { /* B from zero-padded planes (layer4 of ResNet at 224 runs so): the same bits */
                                 float *pd = (float *)malloc(imret__pad_floats(c.in_c, h, w, pad) * 4 + 4);
-                                memset(c.o1, 0, c.nout * 4);
                                 imret__bsrc_pad(&src, pd, 2);
-                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o1, &c.ep, pack, 1);
-                                imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, c.o2, &c.ep, pack, 2);
                                 cases++;
-                                failures += case_check(&c, 1e-5, "gemm, small-N kernel, padded planes", imret_simd_name(kern.level), &worst);
+                                failures += gemm_check(&c, &kern, &src, pack, "gemm, small-N kernel, padded planes", &worst);
                                 if (memcmp(c.o1, o3, c.nout * 4)) {
                                     failures++;
                                     printf("FAIL gemm small-N kernel, padded planes %s %d>%d %dx%d k%d s%d: differs from unpadded\n",
