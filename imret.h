@@ -1473,8 +1473,8 @@ static size_t imret__phase_floats(int c, int h, int w) { return (size_t)c * 4 * 
    plane instead of one value at a time. It pays where the gather is a large part of the
    work: bench_gemm, Xeon, 1 thread, interleaved: ResNet-50's stem 7x7/2 3.83 -> 2.51 ms,
    layer2's 3x3/2 2.41 -> 2.20; not at 14x14 and 7x7 outputs (layer3/4 3x3/2 2.04 -> 2.11,
-   2.27 -> 2.36) nor for 1x1 (1.49 -> 1.58): imret__conv_run uses it for k > 1 and >= 784
-   output pixels. buf holds imret__phase_floats. */
+   2.27 -> 2.36) nor for 1x1 (1.49 -> 1.58); later padded planes beat it below 3136 pixels
+   (IMRET__PHASE_MIN_PIX). buf holds imret__phase_floats. */
 static void imret__bsrc_phase(imret__bsrc *s, float *buf, int threads) {
     int np = 4, hp = (s->h + 1) / 2, wp = (s->w + 1) / 2;
     long cq;
@@ -1502,8 +1502,8 @@ static size_t imret__pad_floats(int c, int h, int w, int pad) {
     return pad ? (size_t)c * (size_t)(h + 2 * pad) * (size_t)(w + 2 * pad) : 0;
 }
 
-/* Small layers (imret__conv_run: k > 1 below IMRET__PHASE_MIN_PIX output pixels, and every
-   strided 1x1): the input copied once into zero-padded planes pd[c][y + pad][x + pad] =
+/* Small and strided layers (imret__conv_run: IMRET__PHASE_MIN_PIX, IMRET__PAD_MAX_OW): the
+   input copied once into zero-padded planes pd[c][y + pad][x + pad] =
    in[c][y][x] (or read as it is when pad is 0), so that imret__pack_b gathers any tap of any
    stride through one offset per column, with no bounds tests and no per-run copies. The runs
    of these layers are short (7 pixels at 7x7), and copying them one memcpy at a time with
@@ -1533,6 +1533,33 @@ static void imret__bsrc_pad(imret__bsrc *s, float *buf, int threads) {
         memset(dst + (size_t)(s->pad + s->h) * pdw, 0, (size_t)s->pad * pdw * sizeof(float));
     }
     s->pd = buf; s->pdh = pdh; s->pdw = pdw;
+}
+
+/* Stride-2 convolutions with k > 1 and at least this many output pixels gather B from phase
+   planes (imret__bsrc_phase): ResNet's stem. Smaller strided ones gather from padded planes
+   (imret__bsrc_pad): ResNet-50 at 224, bench/ab_layers.sh, 6 alternating rounds x 15 runs,
+   layer2's 3x3/2 (784 pixels) 0.949 / 0.834 the phase-plane time at 1 / 2 threads, the stem
+   (12544 pixels) 1.085 / 1.073. */
+#define IMRET__PHASE_MIN_PIX 3136
+/* Stride-1 convolutions with k > 1 (not Winograd) and output rows at most this long gather
+   from padded planes too; longer rows are copied as runs (packing alone, 1 thread: 3x3 at
+   14x14 0.49 -> 0.32 ms padded, 28x28 0.44 -> 0.39, 56x56 0.62 -> 0.77). */
+#define IMRET__PAD_MAX_OW 32
+
+/* How B of a (not Winograd) k x k convolution of stride `stride`, output rows of ow pixels and
+   npix pixels in all, is gathered (imret__conv_run): 2 from phase planes, 1 from padded planes,
+   0 from the input as it is. imret__bsrc_prepare makes the planes in buf, which holds
+   imret__bsrc_floats of them. */
+static int imret__bsrc_mode(int k, int stride, int ow, long npix) {
+    if (stride == 2 && k > 1 && npix >= IMRET__PHASE_MIN_PIX) return 2;
+    return stride > 1 || (k > 1 && ow <= IMRET__PAD_MAX_OW);
+}
+static size_t imret__bsrc_floats(int mode, int c, int h, int w, int pad) {
+    return mode == 2 ? imret__phase_floats(c, h, w) : mode == 1 ? imret__pad_floats(c, h, w, pad) : 0;
+}
+static void imret__bsrc_prepare(imret__bsrc *s, int mode, float *buf, int threads) {
+    if (mode == 2) imret__bsrc_phase(s, buf, threads);
+    if (mode == 1) imret__bsrc_pad(s, buf, threads);
 }
 
 /* dst[0..run) = row[ix0 + u], 0 where ix0 + u lies outside [0, w): one stride-1 run of B. */
@@ -4048,9 +4075,6 @@ struct imret_context {
    just before its GEMMs, nothing kept, so no memory beyond the workspace. */
 #define IMRET__WG_FUSED_MIN_TILES 16
 
-/* Stride-2 convolutions with k > 1 and at least this many output pixels gather B from phase
-   planes (imret__bsrc_phase). */
-#define IMRET__PHASE_MIN_PIX 784
 /* Cap of the im2col buffer: larger convolutions are run in pixel chunks. */
 #define IMRET__COL_MAX_FLOATS ((size_t)4 << 20)
 
@@ -4110,9 +4134,7 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
     int fused = !wino && wg_ok && cv->in_c >= IMRET__WG_MIN_IN && tiles >= IMRET__WG_FUSED_MIN_TILES &&
                 tiles <= imret__wg_nt(R->ctx->kern.nr);
     size_t wg_u = wino ? imret__wg_u_floats(cv->out_c, cv->in_c) : 0;
-    /* B gathered from phase planes (imret__bsrc_phase) or from padded planes (imret__bsrc_pad) */
-    int phase = fast && !wino && !fused && cv->stride == 2 && cv->k > 1 && npix >= IMRET__PHASE_MIN_PIX;
-    int padded = fast && !wino && !fused && !phase && ((cv->k > 1 && npix < IMRET__PHASE_MIN_PIX) || (cv->k == 1 && cv->stride > 1));
+    int bmode = fast && !wino && !fused ? imret__bsrc_mode(cv->k, cv->stride, ow, npix) : 0; /* B from phase / padded planes */
     imret__epilogue ep;
     *oh_out = oh;
     *ow_out = ow;
@@ -4122,8 +4144,7 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
     if (chunk < 1) chunk = 1;
     if (R->dry) {
         size_t act = (size_t)cv->out_c * (size_t)npix, col = (direct || fast) ? 0 : (size_t)K * (size_t)chunk;
-        if (phase) col = imret__phase_floats(cv->in_c, h, w);
-        if (padded) col = imret__pad_floats(cv->in_c, h, w, cv->pad);
+        if (bmode) col = imret__bsrc_floats(bmode, cv->in_c, h, w, cv->pad);
         if (act > R->max_act) R->max_act = act;
         if (col > R->max_col) R->max_col = col;
         if (fast) {
@@ -4179,8 +4200,7 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
     if (fast) {
         imret__bsrc src;
         imret__bsrc_init(&src, in, cv->in_c, h, w, cv->k, cv->stride, cv->pad, ow);
-        if (phase) imret__bsrc_phase(&src, R->col, R->ctx->threads);
-        if (padded) imret__bsrc_pad(&src, R->col, R->ctx->threads);
+        imret__bsrc_prepare(&src, bmode, R->col, R->ctx->threads);
         imret__conv_gemm_fast(&R->ctx->kern, cv->out_c, npix, (int)K, cv->w, &src, out, &ep, R->pack, R->ctx->threads);
         return;
     }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # ab_layers.sh A_BIN B_BIN MODEL.imw [THREADS=1] [ROUNDS=6] [RUNS=15] -- two builds of
 # bench_layers (e.g. before and after a kernel change: build/bench_layers from each imret.h),
-# run alternately ROUNDS times so that the machine's drifts hit both alike; prints per
+# run alternately ROUNDS times (A B, B A, ...) so that the machine's drifts hit both alike; prints per
 # convolution the median over rounds of each build's median, and B / A. A ratio is only
 # worth reading when the whole-forward ratio repeats across invocations (run it twice).
 set -eu
@@ -11,8 +11,13 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 i=1
 while [ "$i" -le "$R" ]; do
-    "$A" "$M" "$T" "$N" > "$tmp/a.$i"
-    "$B" "$M" "$T" "$N" > "$tmp/b.$i"
+    if [ $((i % 2)) -eq 1 ]; then # A B, then B A: whichever runs second tends to be faster
+        "$A" "$M" "$T" "$N" > "$tmp/a.$i"
+        "$B" "$M" "$T" "$N" > "$tmp/b.$i"
+    else
+        "$B" "$M" "$T" "$N" > "$tmp/b.$i"
+        "$A" "$M" "$T" "$N" > "$tmp/a.$i"
+    fi
     i=$((i + 1))
 done
 # rows: "<idx> <shape...> <ms> <gflops>", "conv-total <ms>", "forward <ms>"

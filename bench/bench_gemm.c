@@ -3,7 +3,9 @@
    VGG16 at 224x224. Rates are per CPU second of this thread (CLOCK_THREAD_CPUTIME_ID), so
    they stay meaningful when other processes share the cores; the peak is an FMA-chain loop
    timed the same way in the same run (see tools/peak_fma.c for the wall-clock version).
-   usage: bench_gemm [RUNS=7]                                      (make bench-gemm) */
+   usage: bench_gemm [RUNS=7]                                      (make bench-gemm)
+   BENCH_GEMM_PLAIN_B=1: B gathered from the input as it is, not from phase or padded planes
+   (imret__bsrc_mode) as the forward pass does. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
 #include <time.h>
@@ -73,15 +75,17 @@ int main(int argc, char **argv) {
         imret__epilogue ep;
         imret__bsrc src;
         float *ph;
+        int mode;
         for (i = 0; i < nin; i++) x[i] = (float)(i % 7) * 0.1f;
         for (i = 0; i < (size_t)oc * K; i++) wt[i] = (float)(i % 5) * 0.1f;
         imret__pack_rows(wp, K, 0, oc, wt);
         ep.bias = bias; ep.residual = NULL; ep.relu = 1;
-        ph = L[li].stride == 2 ? malloc(imret__phase_floats(ic, hw, hw) * 4) : NULL;
+        mode = getenv("BENCH_GEMM_PLAIN_B") ? 0 : imret__bsrc_mode(k, L[li].stride, ow, N); /* as imret__conv_run */
+        ph = mode ? malloc(imret__bsrc_floats(mode, ic, hw, hw, L[li].pad) * 4 + 4) : NULL;
         for (r = -1; r < runs; r++) {
             double t0 = cpu_s();
             imret__bsrc_init(&src, x, ic, hw, hw, k, L[li].stride, L[li].pad, ow);
-            if (ph && k > 1 && N >= IMRET__PHASE_MIN_PIX && !getenv("BENCH_GEMM_NO_PHASE")) imret__bsrc_phase(&src, ph, 1); /* as imret__conv_run */
+            imret__bsrc_prepare(&src, mode, ph, 1);
             imret__conv_gemm_fast(&kern, oc, N, K, wp, &src, o, &ep, pack, 1);
             if (r >= 0) t[r] = cpu_s() - t0;
         }
