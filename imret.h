@@ -1414,6 +1414,9 @@ typedef struct imret__kernels {
     int nr;            /* columns per micro-tile (0: portable path, im2col + imret__gemm_scalar) */
     imret__ukr_fn ukr; /* MR x nr micro-kernel                                                  */
     imret__ukr_fn ukr16; /* MR x 16 micro-kernel on B panels of 16 columns, or NULL             */
+    /* MR x nr micro-kernel reading B in place, rows ldb floats apart (1x1 stride-1 layers), or NULL */
+    void (*ukr_d)(int kc, const float *a, const float *b, size_t ldb, float *c, size_t ldc, int mr, int nr, int first,
+                  int last, const float *bias, const float *res, int relu);
     /* transposed small-N kernel (imret__ukr_avx512_t) or NULL */
     void (*ukr_t)(int K, const float *a, const float *b, float *c, size_t ldc, int np, const float *bias, const float *res,
                   int relu, const char *pf, int pf_lines);
@@ -1674,9 +1677,10 @@ static void imret__pack_b(const imret__bsrc *s, int k0, int kc, long n0, int nc,
 
 /* 8 x 16 micro-kernel for panels of <= 16 columns (the last columns of a layer, e.g. 4 of the
    196 at 14x14): the 8 x 32 kernel would run its second zmm column on nothing. bench_gemm,
-   Xeon, interleaved: ResNet-50 layer3 1x1 at 224 0.699 -> 0.615 and 0.672 -> 0.641 ms. */
-IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_n16_body(int kc, const float *a, const float *b, int ldb, float *c,
-                                                                    size_t ldc, int mr, int nr, int first, int last,
+   Xeon, interleaved: ResNet-50 layer3 1x1 at 224 0.699 -> 0.615 and 0.672 -> 0.641 ms. B rows
+   ldb floats apart; masked: the B loads read only the nr columns (B read in place). */
+IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_n16_body(int kc, const float *a, const float *b, size_t ldb, int masked,
+                                                                    float *c, size_t ldc, int mr, int nr, int first, int last,
                                                                     const float *bias, const float *res, int relu) {
     __m512 acc[8];
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
@@ -1684,7 +1688,7 @@ IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_n16_body(int kc, const
     IMRET__UNROLL for (i = 0; i < 8; i++)
         acc[i] = (first || i >= mr) ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, c + (size_t)i * ldc);
     for (k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(b);
+        __m512 b0 = masked ? _mm512_maskz_loadu_ps(m0, b) : _mm512_loadu_ps(b);
         IMRET__UNROLL for (i = 0; i < 8; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, acc[i]);
         a += 8;
         b += ldb;
@@ -1704,25 +1708,23 @@ IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_n16_body(int kc, const
 /* B panels of the 8 x 32 kernel keep their 32-float rows */
 IMRET__AVX512 static void imret__ukr_avx512_n16(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
                                                 int nr, int first, int last, const float *bias, const float *res, int relu) {
-    imret__ukr_avx512_n16_body(kc, a, b, 32, c, ldc, mr, nr, first, last, bias, res, relu);
+    imret__ukr_avx512_n16_body(kc, a, b, 32, 0, c, ldc, mr, nr, first, last, bias, res, relu);
 }
 /* B panels of 16-float rows (kern->ukr16): Winograd blocks of <= 16 tiles (see imret__conv_winograd) */
 IMRET__AVX512 static void imret__ukr_avx512_p16(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
                                                 int nr, int first, int last, const float *bias, const float *res, int relu) {
-    imret__ukr_avx512_n16_body(kc, a, b, 16, c, ldc, mr, nr, first, last, bias, res, relu);
+    imret__ukr_avx512_n16_body(kc, a, b, 16, 0, c, ldc, mr, nr, first, last, bias, res, relu);
 }
 
-/* 8 x 32 micro-kernel: rows of C are 8 output channels, columns 32 pixels (2 zmm). */
-IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
-                                            int nr, int first, int last, const float *bias, const float *res, int relu) {
+/* 8 x 32 micro-kernel: rows of C are 8 output channels, columns 32 pixels (2 zmm). B rows
+   ldb floats apart; masked: B loads only the nr columns (B read in place, not packed). */
+IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_body(int kc, const float *a, const float *b, size_t ldb, int masked,
+                                                                float *c, size_t ldc, int mr, int nr, int first, int last,
+                                                                const float *bias, const float *res, int relu) {
     __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
     __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
     int k, i;
-    if (nr <= 16) {
-        imret__ukr_avx512_n16(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu);
-        return;
-    }
     for (i = 0; i < mr; i++) { /* the C (and residual) rows this call ends with, fetched while it computes: forward
                                   pass, Xeon, ResNet-50's 64 -> 256 1x1 convs with residual 70 -> 93 GFLOP/s */
         IMRET__PREFETCH(c + (size_t)i * ldc);
@@ -1746,13 +1748,14 @@ IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float 
 #undef IMRET__LD1
     }
     for (k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        __m512 b0 = masked ? _mm512_maskz_loadu_ps(m0, b) : _mm512_loadu_ps(b);
+        __m512 b1 = masked ? _mm512_maskz_loadu_ps(m1, b + 16) : _mm512_loadu_ps(b + 16);
         IMRET__BFMA2(a[0], b0, b1, c00, c01); IMRET__BFMA2(a[1], b0, b1, c10, c11);
         IMRET__BFMA2(a[2], b0, b1, c20, c21); IMRET__BFMA2(a[3], b0, b1, c30, c31);
         IMRET__BFMA2(a[4], b0, b1, c40, c41); IMRET__BFMA2(a[5], b0, b1, c50, c51);
         IMRET__BFMA2(a[6], b0, b1, c60, c61); IMRET__BFMA2(a[7], b0, b1, c70, c71);
         a += 8;
-        b += 32;
+        b += ldb;
     }
     {
         __m512 acc[8][2];
@@ -1782,6 +1785,19 @@ IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float 
             _mm512_mask_storeu_ps(crow + 16, m1, v1);
         }
     }
+}
+
+IMRET__AVX512 static void imret__ukr_avx512(int kc, const float *a, const float *b, float *c, size_t ldc, int mr,
+                                            int nr, int first, int last, const float *bias, const float *res, int relu) {
+    if (nr <= 16) imret__ukr_avx512_n16(kc, a, b, c, ldc, mr, nr, first, last, bias, res, relu);
+    else imret__ukr_avx512_body(kc, a, b, 32, 0, c, ldc, mr, nr, first, last, bias, res, relu);
+}
+/* B read in place: rows ldb floats apart (a 1x1 stride-1 convolution's input planes) */
+IMRET__AVX512 static void imret__ukr_avx512_d(int kc, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
+                                              int mr, int nr, int first, int last, const float *bias, const float *res,
+                                              int relu) {
+    if (nr <= 16) imret__ukr_avx512_n16_body(kc, a, b, ldb, 1, c, ldc, mr, nr, first, last, bias, res, relu);
+    else imret__ukr_avx512_body(kc, a, b, ldb, 1, c, ldc, mr, nr, first, last, bias, res, relu);
 }
 
 /* Small-N micro-kernel, transposed: a tile of 32 output channels x np <= IMRET__NT_PIX pixels
@@ -1909,7 +1925,12 @@ static size_t imret__gemm_plan(int M, long N, int K, int threads, int *chunks_ou
     size_t ld_last, whole = imret__pack_block(N, nblocks, nblocks - 1, K, &ld_last) + ld_last * (size_t)K;
     size_t per_thread = (size_t)(threads > 0 ? threads : 1) * IMRET__PACK_FLOATS;
     while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
-    if (threads <= 1) chunks = 1; /* one thread: nothing to balance, and B is packed once */
+    /* one thread: nothing to balance, and B is packed once; >= 2 column blocks per thread: split
+       columns only (ResNet-50's 28x28 layers, 4 blocks at 2 threads: each core then reads half of
+       B, not all of it; bench/ab_layers.sh, 2 threads: 128 -> 512 0.93-0.95 of the time with 2
+       chunks, 512 -> 128 in place 0.83 -> 0.68, whole network 0.988; without the in-place path
+       512 -> 128 had lost 5-17 %) */
+    if (threads <= 1 || nblocks >= 2L * threads) chunks = 1;
     shared = (chunks > 1 || nblocks == 1) && whole <= IMRET__PACK_ALL_MAX;
     if (chunks_out) *chunks_out = chunks;
     if (shared_out) *shared_out = shared;
@@ -1973,6 +1994,41 @@ static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K
     }
 }
 
+/* out = epilogue(A * B) for a 1x1 stride-1 layer on kern->ukr_d, reading B (the input planes,
+   N floats apart) in place: no packing, and each 8 x 32 tile of C sums all of K in one call,
+   so C is written once (the packed path reloads it every IMRET__KC rows). The same sums in the
+   same order as the packed path: the same bits. imret__conv_gemm_fast uses it for M <= 2K:
+   packing B costs K x N copies for M x K x N FMAs, most for the layers that reduce channels,
+   while an expanding layer's B block, reused by M / 8 weight panels, is read faster packed.
+   ResNet-50 at 224, bench/ab_layers.sh, 8 alternating rounds x 15 runs, both builds with
+   -falign-loops=64 (Zen 5): 2 threads 256 -> 64 at 56x56 0.80 / 0.79 of the packed time, 512
+   -> 128 0.83 / 0.84 (0.67-0.70 with the plan's columns-first split, imret__gemm_plan), 1024 ->
+   256 0.88-0.91; 64 -> 256 1.00 (M = 4K, packed either way); whole network 0.984, then 0.971
+   with that split. 1 thread: 512 -> 128 0.88-0.94, 1024 -> 256 0.91-0.94, whole 0.993. */
+static void imret__gemm_inplace(const imret__kernels *kern, int M, long N, int K, const float *A, const float *B, float *out,
+                                const imret__epilogue *ep, int chunks, int threads) {
+    int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr;
+    long nblocks = imret__nblocks(N), tiles = nblocks * chunks, t;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && tiles > 1)
+#endif
+    for (t = 0; t < tiles; t++) { /* the tiles of imret__conv_gemm_fast: column block x chunk of A panels */
+        long n0 = (t / chunks) * IMRET__NC;
+        int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
+        int nc = imret__nc_of(N, nblocks, t / chunks), p, j;
+        for (p = p0; p < p1; p++) {
+            int m0 = p * IMRET__MR, mr = M - m0 < IMRET__MR ? M - m0 : IMRET__MR;
+            for (j = 0; j * nr < nc; j++) {
+                long col = n0 + (long)j * nr;
+                kern->ukr_d(K, A + (size_t)p * IMRET__MR * K, B + col, (size_t)N, out + (size_t)m0 * N + col, (size_t)N, mr,
+                            nc - j * nr < nr ? nc - j * nr : nr, 1, 1, ep->bias ? ep->bias + m0 : NULL,
+                            ep->residual ? ep->residual + (size_t)m0 * N + col : NULL, ep->relu);
+            }
+        }
+    }
+}
+
 /* out[M][N] = epilogue(A * im2col(src)) with packed A, on the SIMD micro-kernel. pack holds
    imret__gemm_plan(M, N, K, threads) floats. */
 static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
@@ -1986,6 +2042,10 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
     }
     tiles = nblocks * chunks;
     (void)threads;
+    if (kern->ukr_d && src->k == 1 && src->stride == 1 && src->pad == 0 && M <= 2 * K) {
+        imret__gemm_inplace(kern, M, N, K, A, src->in, out, ep, chunks, threads);
+        return;
+    }
     if (shared) { /* block b, rows k0.. at pack + imret__pack_block(b) + k0 * ld */
 #if IMRET__OMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && nblocks * kblocks > 1)
@@ -2588,7 +2648,8 @@ static imret__kernels imret__kernels_for(imret_simd level) {
     k.wg_output = imret__wg_output_generic;
 #if IMRET__X86
     if (k.level == IMRET_SIMD_AVX512) {
-        k.nr = 32; k.ukr = imret__ukr_avx512; k.ukr16 = imret__ukr_avx512_p16; k.ukr_t = imret__ukr_avx512_t;
+        k.nr = 32; k.ukr = imret__ukr_avx512; k.ukr16 = imret__ukr_avx512_p16; k.ukr_d = imret__ukr_avx512_d;
+        k.ukr_t = imret__ukr_avx512_t;
         k.maxpool = imret__maxpool_rows_avx512;
     }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }

@@ -93,7 +93,7 @@ static int test_gemm(void) {
        block and pack B whole, imret__gemm_plan) */
     static const int sizes[][2] = {{1, 1}, {7, 9}, {13, 17}, {31, 5}, {23, 29}};
     static const int ks[] = {1, 3, 7};
-    int li, cases = 0, failures = 0, tested_levels = 0;
+    int li, cases = 0, failures = 0, tested_levels = 0, inplace = 0;
     double worst = 0;
     for (li = 0; li < 3; li++) {
         imret__kernels kern = imret__kernels_for(levels[li]);
@@ -115,6 +115,20 @@ static int test_gemm(void) {
                             imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
                             cases++;
                             failures += gemm_check(&c, &kern, &src, pack, "gemm", &worst);
+                            if (kern.ukr_d && k == 1 && stride == 1 && !pad) { /* B read in place (imret__gemm_inplace) where M <= 2K:
+                                                                                   the same bits as packed */
+                                imret__kernels packed = kern;
+                                float *o3 = (float *)malloc(c.nout * 4);
+                                packed.ukr_d = NULL;
+                                imret__conv_gemm_fast(&packed, c.out_c, c.N, c.K, c.wp, &src, o3, &c.ep, pack, 1);
+                                if (memcmp(c.o1, o3, c.nout * 4)) {
+                                    failures++;
+                                    printf("FAIL gemm %s %d>%d %dx%d 1x1: in-place B differs from packed B\n", imret_simd_name(kern.level),
+                                           c.in_c, c.out_c, h, w);
+                                }
+                                inplace += c.out_c <= c.K * 2;
+                                free(o3);
+                            }
                             if (stride == 2) { /* the same from phase planes, as the forward pass runs it */
                                 float *ph = (float *)malloc(imret__phase_floats(c.in_c, h, w) * 4);
                                 imret__bsrc_phase(&src, ph, 2);
@@ -176,7 +190,8 @@ static int test_gemm(void) {
         }
         printf("%s: conv GEMM vs scalar oracle checked\n", imret_simd_name(kern.level));
     }
-    printf("%d cases on %d ISA(s), worst relative error %.2e, %d failed\n", cases, tested_levels, worst, failures);
+    printf("%d cases on %d ISA(s) (%d 1x1 with B read in place), worst relative error %.2e, %d failed\n", cases, tested_levels,
+           inplace, worst, failures);
     return failures;
 }
 
