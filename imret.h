@@ -1500,6 +1500,9 @@ static void imret__bsrc_phase(imret__bsrc *s, float *buf, int threads) {
     s->ph = buf; s->hp = hp; s->wp = wp;
 }
 
+/* Column offsets imret__pack_b computes at a time from padded planes (a multiple of every nr) */
+#define IMRET__OFF_MAX 448
+
 /* Floats of the zero-padded planes of imret__bsrc_pad (none when pad is 0). */
 static size_t imret__pad_floats(int c, int h, int w, int pad) {
     return pad ? (size_t)c * (size_t)(h + 2 * pad) * (size_t)(w + 2 * pad) : 0;
@@ -1580,25 +1583,28 @@ static void imret__copy_run(float *dst, const float *row, int w, int ix0, int ru
 static void imret__pack_b(const imret__bsrc *s, int k0, int kc, long n0, int nc, int nr, float *out) {
     int kk, j, npan = (nc + nr - 1) / nr, k2 = s->k * s->k;
     int plain = s->k == 1 && s->stride == 1 && s->pad == 0;
-    if (s->pd && nc <= IMRET__NC_MAX) { /* padded planes: tap (ky, kx) of column t is pd[off[t] + ky * pdw + kx] */
-        int off[IMRET__NC_MAX], t, ic, ky, kx;
-        for (t = 0; t < nc; t++) {
-            long p = n0 + t;
-            off[t] = (int)(p / s->ow) * s->stride * s->pdw + (int)(p % s->ow) * s->stride;
-        }
-        ic = k0 / k2; ky = k0 / s->k % s->k; kx = k0 % s->k; /* then counted: a division per row cost more than its copy */
-        for (kk = 0; kk < kc; kk++) {
-            const float *src = s->pd + ((size_t)ic * s->pdh + ky) * s->pdw + kx;
-            for (j = 0; j < npan; j++) {
-                float *dst = out + ((size_t)j * kc + kk) * nr;
-                const int *o = off + j * nr;
-                int cols = nc - j * nr < nr ? nc - j * nr : nr;
-                for (t = 0; t < cols; t++) dst[t] = src[o[t]];
-                for (; t < nr; t++) dst[t] = 0.0f;
+    if (s->pd && nr <= IMRET__OFF_MAX) { /* padded planes: tap (ky, kx) of column t is pd[off[t] + ky * pdw + kx] */
+        int off[IMRET__OFF_MAX], t, c0, span = IMRET__OFF_MAX / nr * nr; /* columns in whole panels per pass */
+        for (c0 = 0; c0 < nc; c0 += span) {
+            int cn = nc - c0 < span ? nc - c0 : span, j0 = c0 / nr, ic, ky, kx;
+            for (t = 0; t < cn; t++) {
+                long p = n0 + c0 + t;
+                off[t] = (int)(p / s->ow) * s->stride * s->pdw + (int)(p % s->ow) * s->stride;
             }
-            if (++kx == s->k) {
-                kx = 0;
-                if (++ky == s->k) { ky = 0; ic++; }
+            ic = k0 / k2; ky = k0 / s->k % s->k; kx = k0 % s->k; /* then counted: a division per row cost more than its copy */
+            for (kk = 0; kk < kc; kk++) {
+                const float *src = s->pd + ((size_t)ic * s->pdh + ky) * s->pdw + kx;
+                for (j = 0; j * nr < cn; j++) {
+                    float *dst = out + ((size_t)(j0 + j) * kc + kk) * nr;
+                    const int *o = off + j * nr;
+                    int cols = cn - j * nr < nr ? cn - j * nr : nr;
+                    for (t = 0; t < cols; t++) dst[t] = src[o[t]];
+                    for (; t < nr; t++) dst[t] = 0.0f;
+                }
+                if (++kx == s->k) {
+                    kx = 0;
+                    if (++ky == s->k) { ky = 0; ic++; }
+                }
             }
         }
         return;
@@ -3100,10 +3106,15 @@ static imret__kernels8 imret__kernels8_for(imret_simd level, int bf16) {
    of weight panels), each B block packed once per tile by imret__pack_b over the grouped
    input. group: input channels per uint32 (4 int8, 2 bf16); wq: the weight panels (16 bytes
    per K group); dq: int8 output scales (NULL for bf16). pack holds threads x (kg *
-   imret__i8_nc) floats. */
+   imret__i8_nc) floats; planes imret__i8_planes_floats, for B gathered as imret__bsrc_mode says
+   (as fp32 layers are), or NULL: B from the input as it is. */
+static size_t imret__i8_planes_floats(int group, int in_c, int k, int stride, int pad, int h, int w) {
+    int oh = imret__out_dim(h, k, stride, pad), ow = imret__out_dim(w, k, stride, pad);
+    return imret__bsrc_floats(imret__bsrc_mode(k, stride, ow, (long)oh * ow), (in_c + group - 1) / group, h, w, pad);
+}
 static void imret__conv_i8_fast(const imret__kernels8 *k8, int group, const void *wq, const float *dq, int in_c,
                                 int out_c, int k, int stride, int pad, const uint8_t *xq, int h, int w, float *out,
-                                const imret__epilogue *ep, float *pack, int threads) {
+                                const imret__epilogue *ep, float *pack, float *planes, int threads) {
     int oh = imret__out_dim(h, k, stride, pad), ow = imret__out_dim(w, k, stride, pad);
     int kg = (in_c + group - 1) / group * k * k;
     int nr = k8->nr, nc = imret__i8_nc(kg, nr), panels = (out_c + IMRET__MR8 - 1) / IMRET__MR8, chunks = 1;
@@ -3111,6 +3122,7 @@ static void imret__conv_i8_fast(const imret__kernels8 *k8, int group, const void
     imret__bsrc src;
     /* uint32 groups moved as floats (see above) */
     imret__bsrc_init(&src, (const float *)(const void *)xq, (in_c + group - 1) / group, h, w, k, stride, pad, ow);
+    if (planes) imret__bsrc_prepare(&src, imret__bsrc_mode(k, stride, ow, N), planes, threads);
     while (nblocks * chunks < 4L * threads && chunks * 2 <= panels) chunks *= 2;
     tiles = nblocks * chunks;
     (void)threads;
@@ -4219,7 +4231,9 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
         if ((R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq && R->ctx->k8.nr) || bf16) {
             int kg = bf16 ? imret__conv_kg2(cv->in_c, cv->k) : imret__conv_kg(cv->in_c, cv->k);
             size_t b8 = (size_t)kg * imret__i8_nc(kg, bf16 ? R->ctx->kb.nr : R->ctx->k8.nr);
+            size_t pl = imret__i8_planes_floats(bf16 ? 2 : 4, cv->in_c, cv->k, cv->stride, cv->pad, h, w);
             if (b8 > R->max_pack8) R->max_pack8 = b8;
+            if (pl > R->max_col) R->max_col = pl;
         }
         return;
     }
@@ -4235,7 +4249,7 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
     if (bf16) {
         imret__pair_bf16(in, cv->in_c, (size_t)h * w, (uint32_t *)(void *)R->xq, 1, R->ctx->threads);
         imret__conv_i8_fast(&R->ctx->kb, 2, cv->wb, NULL, cv->in_c, cv->out_c, cv->k, cv->stride, cv->pad, R->xq, h, w, out,
-                            &ep, R->pack8, R->ctx->threads);
+                            &ep, R->pack8, R->col, R->ctx->threads);
         return;
     }
     if (R->ctx->precision == IMRET_PRECISION_BF16) {
@@ -4247,7 +4261,7 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
                               R->ctx->kern.level != IMRET_SIMD_NEON, R->ctx->threads);
         if (R->ctx->k8.nr)
             imret__conv_i8_fast(&R->ctx->k8, 4, cv->wq, cv->dq, cv->in_c, cv->out_c, cv->k, cv->stride, cv->pad, R->xq, h, w,
-                                out, &ep, R->pack8, R->ctx->threads);
+                                out, &ep, R->pack8, R->col, R->ctx->threads);
         else
             imret__conv_i8_scalar(cv->wq, cv->dq, cv->in_c, cv->out_c, cv->k, cv->stride, cv->pad, R->xq, h, w, out, &ep,
                                   R->ctx->threads);

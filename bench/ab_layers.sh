@@ -1,22 +1,22 @@
 #!/bin/sh
-# ab_layers.sh A_BIN B_BIN MODEL.imw [THREADS=1] [ROUNDS=6] [RUNS=15] -- two builds of
+# ab_layers.sh A_BIN B_BIN MODEL.imw [THREADS=1] [ROUNDS=6] [RUNS=15] [fp32|int8|bf16] -- two builds of
 # bench_layers (e.g. before and after a kernel change: build/bench_layers from each imret.h),
 # run alternately ROUNDS times (A B, B A, ...) so that the machine's drifts hit both alike; prints per
 # convolution the median over rounds of each build's median, and B / A. A ratio is only
 # worth reading when the whole-forward ratio repeats across invocations (run it twice).
 set -eu
-[ $# -ge 3 ] || { echo "usage: ab_layers.sh A_BIN B_BIN MODEL.imw [THREADS=1] [ROUNDS=6] [RUNS=15]" >&2; exit 2; }
-A=$1 B=$2 M=$3 T=${4:-1} R=${5:-6} N=${6:-15}
+[ $# -ge 3 ] || { echo "usage: ab_layers.sh A_BIN B_BIN MODEL.imw [THREADS=1] [ROUNDS=6] [RUNS=15] [fp32|int8|bf16]" >&2; exit 2; }
+A=$1 B=$2 M=$3 T=${4:-1} R=${5:-6} N=${6:-15} P=${7:-fp32}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 i=1
 while [ "$i" -le "$R" ]; do
     if [ $((i % 2)) -eq 1 ]; then # A B, then B A: whichever runs second tends to be faster
-        "$A" "$M" "$T" "$N" > "$tmp/a.$i"
-        "$B" "$M" "$T" "$N" > "$tmp/b.$i"
+        "$A" "$M" "$T" "$N" 224 "$P" > "$tmp/a.$i"
+        "$B" "$M" "$T" "$N" 224 "$P" > "$tmp/b.$i"
     else
-        "$B" "$M" "$T" "$N" > "$tmp/b.$i"
-        "$A" "$M" "$T" "$N" > "$tmp/a.$i"
+        "$B" "$M" "$T" "$N" 224 "$P" > "$tmp/b.$i"
+        "$A" "$M" "$T" "$N" 224 "$P" > "$tmp/a.$i"
     fi
     i=$((i + 1))
 done

@@ -32,6 +32,7 @@ int main(int argc, char **argv) {
         float *wf = (float *)malloc(sizeof(float) * per * oc), *bias = (float *)calloc((size_t)oc, sizeof(float));
         float *out[4], *pack = (float *)malloc(sizeof(float) * (size_t)kg * imret__i8_nc(kg, 16) * 4), *dq;
         uint8_t *xq = (uint8_t *)malloc((size_t)(ic + 3) / 4 * 4 * hw);
+        float *planes = (float *)malloc(sizeof(float) * imret__i8_planes_floats(4, ic, k, st, pad, h, h) + 4); /* as the forward pass */
         int8_t *wq;
         double *t = (double *)malloc(sizeof(double) * runs * nk), med[4];
         imret__epilogue ep;
@@ -44,14 +45,14 @@ int main(int argc, char **argv) {
             free(pack);
             pack = (float *)malloc(sizeof(float) * (size_t)kg * imret__i8_nc(kg, ks[i].nr));
             out[i] = (float *)malloc(sizeof(float) * oc * npix);
-            imret__conv_i8_fast(&ks[i], 4, wq, dq, ic, oc, k, st, pad, xq, h, h, out[i], &ep, pack, 1); /* warm-up */
+            imret__conv_i8_fast(&ks[i], 4, wq, dq, ic, oc, k, st, pad, xq, h, h, out[i], &ep, pack, planes, 1); /* warm-up */
         }
         free(pack);
         pack = (float *)malloc(sizeof(float) * (size_t)kg * imret__i8_nc(kg, 16) * 4); /* nc shrinks as nr grows */
         for (r = 0; r < runs; r++)
             for (i = 0; i < nk; i++) {
                 double t0 = now();
-                imret__conv_i8_fast(&ks[i], 4, wq, dq, ic, oc, k, st, pad, xq, h, h, out[i], &ep, pack, 1);
+                imret__conv_i8_fast(&ks[i], 4, wq, dq, ic, oc, k, st, pad, xq, h, h, out[i], &ep, pack, planes, 1);
                 t[i * runs + r] = now() - t0;
             }
         snprintf(label, sizeof label, "%d,%d,%dx%d,%dx%d", ic, oc, k, k, h, h);
@@ -64,7 +65,7 @@ int main(int argc, char **argv) {
         }
         printf("\n");
         for (i = 0; i < nk; i++) free(out[i]);
-        free(wf); free(bias); free(pack); free(xq); IMRET_FREE(wq); IMRET_FREE(dq); free(t);
+        free(wf); free(bias); free(pack); free(planes); free(xq); IMRET_FREE(wq); IMRET_FREE(dq); free(t);
     }
     printf("dispatch: avx2 level -> %s, avx512 level -> %s, auto -> %s\n", imret__kernels8_for(IMRET_SIMD_AVX2, 0).name,
            imret__kernels8_for(IMRET_SIMD_AVX512, 0).name, imret__kernels8_for(IMRET_SIMD_AUTO, 0).name);

@@ -484,10 +484,13 @@ static int kernel_tests(void) {
             for (li = 0; li < nk; li++) {
                 imret__kernels8 k8 = ks[li];
                 int kg = imret__conv_kg(ic_n, k), th;
+                float *planes = (float *)malloc(sizeof(float) * imret__i8_planes_floats(4, ic_n, k, st, pad, h, w) + 4);
                 pack = (float *)malloc(sizeof(float) * 2 * kg * imret__i8_nc(kg, k8.nr));
-                for (th = 1; th <= 2; th++) {
+                for (th = 1; th <= 3; th++) { /* 1, 2 threads with B from padded / phase planes as the forward pass; 3: from
+                                                 the input as it is, 1 thread */
                     memset(o_f, 0xff, sizeof(float) * oc_n * npix);
-                    imret__conv_i8_fast(&k8, 4, wq, dq, ic_n, oc_n, k, st, pad, xq, h, w, o_f, &ep, pack, th);
+                    imret__conv_i8_fast(&k8, 4, wq, dq, ic_n, oc_n, k, st, pad, xq, h, w, o_f, &ep, pack, th < 3 ? planes : NULL,
+                                        th < 3 ? th : 1);
                     if (memcmp(o_f, o_s, sizeof(float) * oc_n * npix)) {
                         for (i = 0; i < (size_t)oc_n * npix && o_f[i] == o_s[i]; i++) {}
                         printf("FAIL %s shape %d variant %d threads %d: %g vs oracle %g at %lu\n", k8.name, si, variant, th, o_f[i], o_s[i], (unsigned long)i);
@@ -496,6 +499,7 @@ static int kernel_tests(void) {
                     checks++;
                 }
                 free(pack);
+                free(planes);
             }
         }
     next:
@@ -590,10 +594,13 @@ static int bf16_kernel_tests(void) {
             ep.residual = variant & 2 ? res : NULL;
             ep.relu = variant != 1;
             maxref = brute_conv(wd, xd, NULL, ic_n, oc_n, k, st, pad, h, w, &ep, ref);
-            for (th = 1; th <= 2; th++) {
+            for (th = 1; th <= 2; th++) { /* 1 thread from the input as it is, 2 from padded / phase planes */
                 float *o = th == 1 ? o_f : o_2;
+                float *planes = (float *)malloc(sizeof(float) * imret__i8_planes_floats(2, ic_n, k, st, pad, h, w) + 4);
                 memset(o, 0xff, sizeof(float) * oc_n * npix);
-                imret__conv_i8_fast(&kb, 2, wb, NULL, ic_n, oc_n, k, st, pad, (const uint8_t *)xp, h, w, o, &ep, pack, th);
+                imret__conv_i8_fast(&kb, 2, wb, NULL, ic_n, oc_n, k, st, pad, (const uint8_t *)xp, h, w, o, &ep, pack,
+                                    th == 2 ? planes : NULL, th);
+                free(planes);
             }
             if (memcmp(o_f, o_2, sizeof(float) * oc_n * npix)) { printf("FAIL bf16 shape %d variant %d: 1 and 2 threads differ\n", si, variant); failures++; }
             for (i = 0; i < (size_t)oc_n * npix; i++) {
