@@ -2000,10 +2000,11 @@ static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K
     }
 }
 
-/* out = epilogue(A * B) for a 1x1 stride-1 layer on kern->ukr_d, reading B (the input planes,
-   N floats apart) in place: no packing, and each 8 x 32 tile of C sums all of K in one call,
-   so C is written once (the packed path reloads it every IMRET__KC rows). The same sums in the
-   same order as the packed path: the same bits. imret__conv_gemm_fast uses it for M <= 2K:
+/* One A panel times B for a 1x1 stride-1 layer on kern->ukr_d, columns n0.. of the nc-column
+   block, reading B (the input planes, N floats apart) in place: no packing, and each 8 x 32
+   tile of C sums all of K in one call, so C is written once (the packed path reloads it every
+   IMRET__KC rows). The same tiles and sums in the same order as the packed path: the same
+   bits. imret__conv_gemm_fast uses it for M <= 2K:
    packing B costs K x N copies for M x K x N FMAs, most for the layers that reduce channels,
    while an expanding layer's B block, reused by M / 8 weight panels, is read faster packed.
    ResNet-50 at 224, bench/ab_layers.sh, 8 alternating rounds x 15 runs, both builds with
@@ -2011,27 +2012,14 @@ static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K
    -> 128 0.83 / 0.84 (0.67-0.70 with the plan's columns-first split, imret__gemm_plan), 1024 ->
    256 0.88-0.91; 64 -> 256 1.00 (M = 4K, packed either way); whole network 0.984, then 0.971
    with that split. 1 thread: 512 -> 128 0.88-0.94, 1024 -> 256 0.91-0.94, whole 0.993. */
-static void imret__gemm_inplace(const imret__kernels *kern, int M, long N, int K, const float *A, const float *B, float *out,
-                                const imret__epilogue *ep, int chunks, int threads) {
-    int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr;
-    long nblocks = imret__nblocks(N), tiles = nblocks * chunks, t;
-    (void)threads;
-#if IMRET__OMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && tiles > 1)
-#endif
-    for (t = 0; t < tiles; t++) { /* the tiles of imret__conv_gemm_fast: column block x chunk of A panels */
-        long n0 = (t / chunks) * IMRET__NC;
-        int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
-        int nc = imret__nc_of(N, nblocks, t / chunks), p, j;
-        for (p = p0; p < p1; p++) {
-            int m0 = p * IMRET__MR, mr = M - m0 < IMRET__MR ? M - m0 : IMRET__MR;
-            for (j = 0; j * nr < nc; j++) {
-                long col = n0 + (long)j * nr;
-                kern->ukr_d(K, A + (size_t)p * IMRET__MR * K, B + col, (size_t)N, out + (size_t)m0 * N + col, (size_t)N, mr,
-                            nc - j * nr < nr ? nc - j * nr : nr, 1, 1, ep->bias ? ep->bias + m0 : NULL,
-                            ep->residual ? ep->residual + (size_t)m0 * N + col : NULL, ep->relu);
-            }
-        }
+static void imret__gemm_panel_inplace(const imret__kernels *kern, int M, long N, int K, const float *A, int p, const float *B,
+                                      long n0, int nc, float *out, const imret__epilogue *ep) {
+    int m0 = p * IMRET__MR, mr = M - m0 < IMRET__MR ? M - m0 : IMRET__MR, nr = kern->nr, j;
+    for (j = 0; j * nr < nc; j++) {
+        long col = n0 + (long)j * nr;
+        kern->ukr_d(K, A + (size_t)p * IMRET__MR * K, B + col, (size_t)N, out + (size_t)m0 * N + col, (size_t)N, mr,
+                    nc - j * nr < nr ? nc - j * nr : nr, 1, 1, ep->bias ? ep->bias + m0 : NULL,
+                    ep->residual ? ep->residual + (size_t)m0 * N + col : NULL, ep->relu);
     }
 }
 
@@ -2039,7 +2027,7 @@ static void imret__gemm_inplace(const imret__kernels *kern, int M, long N, int K
    imret__gemm_plan(M, N, K, threads) floats. */
 static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
                                   float *out, const imret__epilogue *ep, float *pack, int threads) {
-    int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr, chunks, shared;
+    int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr, chunks, shared, inplace;
     long nblocks = imret__nblocks(N), kblocks = (K + IMRET__KC - 1) / IMRET__KC, tiles, t;
     imret__gemm_plan(M, N, K, threads, &chunks, &shared);
     if (shared && kern->ukr_t && N <= IMRET__SMALL_N && M % 32 == 0) {
@@ -2047,12 +2035,9 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
         return;
     }
     tiles = nblocks * chunks;
+    inplace = kern->ukr_d && src->k == 1 && src->stride == 1 && src->pad == 0 && M <= 2 * K; /* imret__gemm_panel_inplace */
     (void)threads;
-    if (kern->ukr_d && src->k == 1 && src->stride == 1 && src->pad == 0 && M <= 2 * K) {
-        imret__gemm_inplace(kern, M, N, K, A, src->in, out, ep, chunks, threads);
-        return;
-    }
-    if (shared) { /* block b, rows k0.. at pack + imret__pack_block(b) + k0 * ld */
+    if (shared && !inplace) { /* block b, rows k0.. at pack + imret__pack_block(b) + k0 * ld */
 #if IMRET__OMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && nblocks * kblocks > 1)
 #endif
@@ -2071,6 +2056,10 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
         long n0 = (t / chunks) * IMRET__NC;
         int chunk = (int)(t % chunks), p0 = (int)((long)chunk * panels / chunks), p1 = (int)((long)(chunk + 1) * panels / chunks);
         int nc = imret__nc_of(N, nblocks, t / chunks), k0, p;
+        if (inplace) {
+            for (p = p0; p < p1; p++) imret__gemm_panel_inplace(kern, M, N, K, A, p, src->in, n0, nc, out, ep);
+            continue;
+        }
         if (shared) {
             /* B is whole: each A panel runs over all of K before the next, so the weights stream
                from memory in one contiguous run per panel (they are k-major within a panel)
@@ -3118,6 +3107,7 @@ static void imret__conv_i8_fast(const imret__kernels8 *k8, int group, const void
     int oh = imret__out_dim(h, k, stride, pad), ow = imret__out_dim(w, k, stride, pad);
     int kg = (in_c + group - 1) / group * k * k;
     int nr = k8->nr, nc = imret__i8_nc(kg, nr), panels = (out_c + IMRET__MR8 - 1) / IMRET__MR8, chunks = 1;
+    int reducing = out_c <= 2 * in_c * k * k; /* no more outputs than twice the inputs */
     long N = (long)oh * ow, nblocks, tiles, t;
     imret__bsrc src;
     /* uint32 groups moved as floats (see above) */
@@ -3131,13 +3121,13 @@ static void imret__conv_i8_fast(const imret__kernels8 *k8, int group, const void
        read again). int8 ResNet-50, bench/ab_layers.sh int8: 1 thread 0.979 of the time (layer4
        3x3 0.90, strided 1x1 0.81-0.90); 2 threads reducing 1x1 layers 0.72-0.90, while column
        blocks for every layer had made the expanding ones 1.08-1.45x slower. */
-    if (threads > 1 && out_c <= 2 * in_c * k * k) {
+    if (threads > 1 && reducing) {
         long per = (N + 2L * threads - 1) / (2L * threads);
         per = (per + nr - 1) / nr * nr;
         if (per < nc) nc = (int)per;
     }
     nblocks = (N + nc - 1) / nc;
-    while (threads > 1 && nblocks * chunks < (out_c <= 2 * in_c * k * k ? 2L : 4L) * threads && chunks * 2 <= panels) chunks *= 2;
+    while (threads > 1 && nblocks * chunks < (reducing ? 2L : 4L) * threads && chunks * 2 <= panels) chunks *= 2;
     tiles = nblocks * chunks;
     (void)threads;
 #if IMRET__OMP

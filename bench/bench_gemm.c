@@ -74,18 +74,18 @@ int main(int argc, char **argv) {
         double t[64], flop = 2.0 * oc * K * N;
         imret__epilogue ep;
         imret__bsrc src;
-        float *ph;
+        float *planes; /* phase or padded planes (imret__bsrc_mode) */
         int mode;
         for (i = 0; i < nin; i++) x[i] = (float)(i % 7) * 0.1f;
         for (i = 0; i < (size_t)oc * K; i++) wt[i] = (float)(i % 5) * 0.1f;
         imret__pack_rows(wp, K, 0, oc, wt);
         ep.bias = bias; ep.residual = NULL; ep.relu = 1;
         mode = getenv("BENCH_GEMM_PLAIN_B") ? 0 : imret__bsrc_mode(k, L[li].stride, ow, N); /* as imret__conv_run */
-        ph = mode ? malloc(imret__bsrc_floats(mode, ic, hw, hw, L[li].pad) * 4 + 4) : NULL;
+        planes = mode ? malloc(imret__bsrc_floats(mode, ic, hw, hw, L[li].pad) * 4 + 4) : NULL;
         for (r = -1; r < runs; r++) {
             double t0 = cpu_s();
             imret__bsrc_init(&src, x, ic, hw, hw, k, L[li].stride, L[li].pad, ow);
-            imret__bsrc_prepare(&src, mode, ph, 1);
+            imret__bsrc_prepare(&src, mode, planes, 1);
             imret__conv_gemm_fast(&kern, oc, N, K, wp, &src, o, &ep, pack, 1);
             if (r >= 0) t[r] = cpu_s() - t0;
         }
@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
         printf("%-22s %6d %6d %6ld  %8.3f %8.1f %5.0f%%\n", L[li].name, oc, K, N, t[runs / 2] * 1e3, flop / t[runs / 2] / 1e9,
                peak > 0 ? 100 * flop / t[runs / 2] / 1e9 / peak : 0);
 
-        free(x); free(wt); free(wp); free(bias); free(o); free(pack); free(ph);
+        free(x); free(wt); free(wp); free(bias); free(o); free(pack); free(planes);
     }
     printf("all layers above: %.1f GFLOP/s = %.0f%% of peak\n", tot_flop / tot_s / 1e9, peak > 0 ? 100 * tot_flop / tot_s / 1e9 / peak : 0);
     return 0;
