@@ -115,7 +115,7 @@ static int test_gemm(void) {
                             imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
                             cases++;
                             failures += gemm_check(&c, &kern, &src, pack, "gemm", &worst);
-                            if (kern.ukr_d && k == 1 && stride == 1 && !pad) { /* B read in place (imret__gemm_inplace) where M <= 2K:
+                            if (kern.ukr_d && k == 1 && stride == 1 && !pad) { /* B read in place (imret__gemm_panel_inplace) where M <= 2K:
                                                                                    the same bits as packed */
                                 imret__kernels packed = kern;
                                 float *o3 = (float *)malloc(c.nout * 4);
