@@ -425,7 +425,7 @@ def main():
     ap.add_argument("--json", default=os.path.join(BUILD, "bench_forward.json"))
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     ap.add_argument("--retries", type=int, default=2,
-                    help="re-measure a process during which other processes used > %d%% of the CPU (default 2)" % (100 * QUIET_WARN))
+                    help="re-measure a process during which other processes used > %d%%%% of the CPU (default 2)" % (100 * QUIET_WARN))
     ap.add_argument("--max-wait", type=float, default=30.0,
                     help="seconds to wait for an idle machine before each process (default 30)")
     ap.add_argument("--wait-budget", type=float, default=150.0,
