@@ -837,9 +837,14 @@ IMRET_API imret_result imret_index_import_faiss_memory(const void *data, size_t 
 /* complete unrolling, so that small accumulator arrays live in registers (measured: without
    it GCC 12 kept the AVX2 micro-kernel's accumulators in memory) */
 #define IMRET__UNROLL _Pragma("GCC unroll 8")
+/* p's value becomes unknown to the optimiser: it cannot relate loads through p to those of
+   the previous loop iteration (measured: GCC 12 kept pixels of the last tap in spilled
+   registers across taps of imret__ukr_avx512_pt, 88 GFLOP/s) */
+#define IMRET__OPAQUE(p) __asm__("" : "+r"(p))
 #else
 #define IMRET__UNROLL
 #define IMRET__INLINE
+#define IMRET__OPAQUE(p) ((void)0)
 #endif
 #if defined(__GNUC__) || defined(__clang__)
 #define IMRET__PREFETCH(p) __builtin_prefetch(p)
@@ -1420,6 +1425,9 @@ typedef struct imret__kernels {
     /* transposed small-N kernel (imret__ukr_avx512_t) or NULL */
     void (*ukr_t)(int K, const float *a, const float *b, float *c, size_t ldc, int np, const float *bias, const float *res,
                   int relu, const char *pf, int pf_lines);
+    /* direct transposed kernel on padded planes (imret__ukr_avx512_pt) or NULL */
+    void (*ukr_pt)(int K, const float *a, const float *x, int kk, size_t plane, int pdw, int S, float *c, size_t ldc,
+                   const float *bias, const float *res, int relu);
     /* Winograd transforms ([impl: kernels (Winograd)]), set with the micro-kernel */
     void (*wg_weights)(const float *wp, int IC, float *U, int p0, int p1, size_t xstep, int pbase);
     void (*wg_input)(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x, long t0, int nt, int nr,
@@ -1439,6 +1447,9 @@ typedef struct imret__kernels {
    block is 192 KiB, L2, reused by every A panel of the tile). Tiles (NC columns x a range
    of A panels) are independent and always sum k in the same order, so results do not depend
    on the thread count. The epilogue (bias, residual, ReLU) is fused into the last KC block.
+   Two AVX-512 kernels skip packing B: 1x1 layers that reduce channels read it in place
+   (imret__gemm_panel_inplace), and strided / stem k x k layers broadcast their pixels straight
+   from zero-padded planes (imret__gemm_direct).
    ====================================================================================== */
 #define IMRET__KC 256
 #define IMRET__NT_PIX 7 /* pixels per tile of the transposed small-N kernel (imret__ukr_avx512_t) */
@@ -1852,6 +1863,78 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
     }
 }
 
+/* Direct transposed kernel: a tile of 32 output channels x 14 pixels of one output row over all
+   of K, reading the pixels straight from zero-padded input planes (imret__bsrc_pad): tap (ic,
+   ky, kx) of pixel i is x[ic * plane + ky * pdw + kx + i * S], so B is never packed. Weights
+   as in imret__ukr_avx512_t (four 8-row A panels, 8 K floats apart: two zmm of 16 channels per
+   k); each pixel is broadcast once for both: 28 accumulators. The same sums in the same k
+   order with the same FMA as the packed kernels, then their epilogue: the same bits. For the
+   stride-2 and stem convolutions (imret__direct_ok), where packing B cost more than the GEMM
+   saved: ResNet-50 at 224, 1 thread (Xeon, AVX-512), stem 2.8 -> 1.7 ms, layer2's 3x3/2 2.6 ->
+   1.8, layer3's 3.0 -> 1.7. */
+#ifndef IMRET__PT_PF
+#define IMRET__PT_PF 8 /* input planes ahead that imret__ukr_avx512_pt prefetches */
+#endif
+#define IMRET__PT_PIX 14
+IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pt_body(int K, const float *a, const float *x, int kk, size_t plane,
+                                                                   int pdw, float *c, size_t ldc, const float *bias,
+                                                                   const float *res, int relu, const int S) {
+    const float *a1 = a + (size_t)8 * K, *a2 = a + (size_t)16 * K, *a3 = a + (size_t)24 * K;
+    __m512 s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51, s60, s61;
+    __m512 s70, s71, s80, s81, s90, s91, sa0, sa1, sb0, sb1, sc0, sc1, sd0, sd1;
+    float tile[IMRET__PT_PIX][32];
+    int ic, ky, kx, ch, IC = K / (kk * kk);
+    s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = s40 = s41 = s50 = s51 = s60 = s61 = _mm512_setzero_ps();
+    s70 = s71 = s80 = s81 = s90 = s91 = sa0 = sa1 = sb0 = sb1 = sc0 = sc1 = sd0 = sd1 = _mm512_setzero_ps();
+    for (ic = 0; ic < IC; ic++) {
+        const float *xp = x + (size_t)ic * plane;
+        if (ic + IMRET__PT_PF < IC) /* planes lie far apart: the hardware prefetchers miss them */
+            for (ky = 0; ky < kk; ky++) {
+                IMRET__PREFETCH(xp + IMRET__PT_PF * plane + (size_t)ky * pdw);
+                IMRET__PREFETCH(xp + IMRET__PT_PF * plane + (size_t)ky * pdw + (IMRET__PT_PIX - 1) * S + kk - 1);
+            }
+        for (ky = 0; ky < kk; ky++, xp += pdw)
+            for (kx = 0; kx < kk; kx++) {
+                __m512 v0 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a)), _mm256_loadu_ps(a1), 1);
+                __m512 v1 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a2)), _mm256_loadu_ps(a3), 1);
+                const float *xk = xp + kx;
+                IMRET__OPAQUE(xk);
+                IMRET__BFMA2(xk[0], v0, v1, s00, s01); IMRET__BFMA2(xk[S], v0, v1, s10, s11);
+                IMRET__BFMA2(xk[2 * S], v0, v1, s20, s21); IMRET__BFMA2(xk[3 * S], v0, v1, s30, s31);
+                IMRET__BFMA2(xk[4 * S], v0, v1, s40, s41); IMRET__BFMA2(xk[5 * S], v0, v1, s50, s51);
+                IMRET__BFMA2(xk[6 * S], v0, v1, s60, s61); IMRET__BFMA2(xk[7 * S], v0, v1, s70, s71);
+                IMRET__BFMA2(xk[8 * S], v0, v1, s80, s81); IMRET__BFMA2(xk[9 * S], v0, v1, s90, s91);
+                IMRET__BFMA2(xk[10 * S], v0, v1, sa0, sa1); IMRET__BFMA2(xk[11 * S], v0, v1, sb0, sb1);
+                IMRET__BFMA2(xk[12 * S], v0, v1, sc0, sc1); IMRET__BFMA2(xk[13 * S], v0, v1, sd0, sd1);
+                a += 8; a1 += 8; a2 += 8; a3 += 8;
+            }
+    }
+    _mm512_storeu_ps(tile[0], s00); _mm512_storeu_ps(tile[0] + 16, s01); _mm512_storeu_ps(tile[1], s10); _mm512_storeu_ps(tile[1] + 16, s11);
+    _mm512_storeu_ps(tile[2], s20); _mm512_storeu_ps(tile[2] + 16, s21); _mm512_storeu_ps(tile[3], s30); _mm512_storeu_ps(tile[3] + 16, s31);
+    _mm512_storeu_ps(tile[4], s40); _mm512_storeu_ps(tile[4] + 16, s41); _mm512_storeu_ps(tile[5], s50); _mm512_storeu_ps(tile[5] + 16, s51);
+    _mm512_storeu_ps(tile[6], s60); _mm512_storeu_ps(tile[6] + 16, s61); _mm512_storeu_ps(tile[7], s70); _mm512_storeu_ps(tile[7] + 16, s71);
+    _mm512_storeu_ps(tile[8], s80); _mm512_storeu_ps(tile[8] + 16, s81); _mm512_storeu_ps(tile[9], s90); _mm512_storeu_ps(tile[9] + 16, s91);
+    _mm512_storeu_ps(tile[10], sa0); _mm512_storeu_ps(tile[10] + 16, sa1); _mm512_storeu_ps(tile[11], sb0); _mm512_storeu_ps(tile[11] + 16, sb1);
+    _mm512_storeu_ps(tile[12], sc0); _mm512_storeu_ps(tile[12] + 16, sc1); _mm512_storeu_ps(tile[13], sd0); _mm512_storeu_ps(tile[13] + 16, sd1);
+    { /* the epilogue of imret__ukr_avx512 per channel row, its 14 pixels gathered from the tile (a
+         scalar transpose took 1.1 of the stem's 2.5 ms) */
+        __m512i gi = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(32));
+        __mmask16 pm = (__mmask16)((1u << IMRET__PT_PIX) - 1);
+        for (ch = 0; ch < 32; ch++) {
+            __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), pm, gi, &tile[0][ch], 4);
+            if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[ch]));
+            if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(pm, res + (size_t)ch * ldc));
+            if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(c + (size_t)ch * ldc, pm, v);
+        }
+    }
+}
+IMRET__AVX512 static void imret__ukr_avx512_pt(int K, const float *a, const float *x, int kk, size_t plane, int pdw, int S,
+                                               float *c, size_t ldc, const float *bias, const float *res, int relu) {
+    if (S == 1) imret__ukr_avx512_pt_body(K, a, x, kk, plane, pdw, c, ldc, bias, res, relu, 1);
+    else imret__ukr_avx512_pt_body(K, a, x, kk, plane, pdw, c, ldc, bias, res, relu, 2);
+}
+
 IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -2000,6 +2083,41 @@ static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K
     }
 }
 
+/* Whether a k x k convolution of M output channels, stride `stride` and output rows of ow
+   pixels runs on the direct kernel (kern->ukr_pt, B from padded planes): k > 1, stride 1 or 2,
+   M % 32 == 0 and whole 14-pixel tiles per row. Not used for 1x1 stride-2 layers (no taps
+   share pixels, and the packed kernel was faster: 1.6 vs 1.9 ms for ResNet-50's 256 -> 512/2
+   at 1 thread), nor for rows of 7 (7-pixel tiles lost to the small-N kernel, 2.5 vs 2.4 ms). */
+static int imret__direct_ok(const imret__kernels *kern, int M, int k, int stride, int ow) {
+    return kern->ukr_pt && k > 1 && (stride == 1 || stride == 2) && M % 32 == 0 && ow % IMRET__PT_PIX == 0;
+}
+
+/* How the fp32 GEMM of such a convolution with M output channels gathers B (imret__bsrc_mode):
+   from padded planes wherever the direct kernel takes it. */
+static int imret__bsrc_mode_f32(const imret__kernels *kern, int M, int k, int stride, int ow, long npix) {
+    return imret__direct_ok(kern, M, k, stride, ow) ? 1 : imret__bsrc_mode(k, stride, ow, npix);
+}
+
+/* out = epilogue(A * im2col(src)) on kern->ukr_pt (imret__direct_ok), B in padded planes
+   (src->pd): tiles of 32 channels x 14 pixels of one output row, channel block outer (its 32 x
+   K weights stay in L2 across the row's tiles). */
+static void imret__gemm_direct(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
+                               float *out, const imret__epilogue *ep, int threads) {
+    long ntp = N / IMRET__PT_PIX, tiles = (long)(M / 32) * ntp, t;
+    size_t plane = (size_t)src->pdh * src->pdw;
+    (void)threads;
+#if IMRET__OMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && tiles > 1)
+#endif
+    for (t = 0; t < tiles; t++) {
+        int m0 = (int)(t / ntp) * 32;
+        long p0 = (t % ntp) * IMRET__PT_PIX, oy = p0 / src->ow, ox = p0 % src->ow;
+        const float *x = src->pd + (size_t)oy * src->stride * src->pdw + (size_t)ox * src->stride;
+        kern->ukr_pt(K, A + (size_t)m0 * K, x, src->k, plane, src->pdw, src->stride, out + (size_t)m0 * N + p0, (size_t)N,
+                     ep->bias ? ep->bias + m0 : NULL, ep->residual ? ep->residual + (size_t)m0 * N + p0 : NULL, ep->relu);
+    }
+}
+
 /* One A panel times B for a 1x1 stride-1 layer on kern->ukr_d, columns n0.. of the nc-column
    block, reading B (the input planes, N floats apart) in place: no packing, and each 8 x 32
    tile of C sums all of K in one call, so C is written once (the packed path reloads it every
@@ -2030,6 +2148,10 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
     int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr, chunks, shared, inplace;
     long nblocks = imret__nblocks(N), kblocks = (K + IMRET__KC - 1) / IMRET__KC, tiles, t;
     imret__gemm_plan(M, N, K, threads, &chunks, &shared);
+    if (src->pd && imret__direct_ok(kern, M, src->k, src->stride, src->ow)) {
+        imret__gemm_direct(kern, M, N, K, A, src, out, ep, threads);
+        return;
+    }
     if (shared && kern->ukr_t && N <= IMRET__SMALL_N && M % 32 == 0) {
         imret__gemm_small_n(kern, M, N, K, A, src, out, ep, pack, threads);
         return;
@@ -2644,7 +2766,7 @@ static imret__kernels imret__kernels_for(imret_simd level) {
 #if IMRET__X86
     if (k.level == IMRET_SIMD_AVX512) {
         k.nr = 32; k.ukr = imret__ukr_avx512; k.ukr16 = imret__ukr_avx512_p16; k.ukr_d = imret__ukr_avx512_d;
-        k.ukr_t = imret__ukr_avx512_t;
+        k.ukr_t = imret__ukr_avx512_t; k.ukr_pt = imret__ukr_avx512_pt;
         k.maxpool = imret__maxpool_rows_avx512;
     }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }
@@ -4211,7 +4333,7 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
     int fused = !wino && wg_ok && cv->in_c >= IMRET__WG_MIN_IN && tiles >= IMRET__WG_FUSED_MIN_TILES &&
                 tiles <= imret__wg_nt(R->ctx->kern.nr);
     size_t wg_u = wino ? imret__wg_u_floats(cv->out_c, cv->in_c) : 0;
-    int bmode = fast && !wino && !fused ? imret__bsrc_mode(cv->k, cv->stride, ow, npix) : 0; /* B from phase / padded planes */
+    int bmode = fast && !wino && !fused ? imret__bsrc_mode_f32(&R->ctx->kern, cv->out_c, cv->k, cv->stride, ow, npix) : 0;
     imret__epilogue ep;
     *oh_out = oh;
     *ow_out = ow;

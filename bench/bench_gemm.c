@@ -5,7 +5,8 @@
    timed the same way in the same run (see tools/peak_fma.c for the wall-clock version).
    usage: bench_gemm [RUNS=7]                                      (make bench-gemm)
    BENCH_GEMM_PLAIN_B=1: B gathered from the input as it is, not from phase or padded planes
-   (imret__bsrc_mode) as the forward pass does. */
+   (imret__bsrc_mode_f32) as the forward pass does; padded planes also select the direct kernel
+   (imret__gemm_direct) where it applies. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
 #include <time.h>
@@ -74,13 +75,13 @@ int main(int argc, char **argv) {
         double t[64], flop = 2.0 * oc * K * N;
         imret__epilogue ep;
         imret__bsrc src;
-        float *planes; /* phase or padded planes (imret__bsrc_mode) */
+        float *planes; /* phase or padded planes (imret__bsrc_mode_f32) */
         int mode;
         for (i = 0; i < nin; i++) x[i] = (float)(i % 7) * 0.1f;
         for (i = 0; i < (size_t)oc * K; i++) wt[i] = (float)(i % 5) * 0.1f;
         imret__pack_rows(wp, K, 0, oc, wt);
         ep.bias = bias; ep.residual = NULL; ep.relu = 1;
-        mode = getenv("BENCH_GEMM_PLAIN_B") ? 0 : imret__bsrc_mode(k, L[li].stride, ow, N); /* as imret__conv_run */
+        mode = getenv("BENCH_GEMM_PLAIN_B") ? 0 : imret__bsrc_mode_f32(&kern, oc, k, L[li].stride, ow, N); /* as imret__conv_run */
         planes = mode ? malloc(imret__bsrc_floats(mode, ic, hw, hw, L[li].pad) * 4 + 4) : NULL;
         for (r = -1; r < runs; r++) {
             double t0 = cpu_s();

@@ -93,7 +93,7 @@ static int test_gemm(void) {
        block and pack B whole, imret__gemm_plan) */
     static const int sizes[][2] = {{1, 1}, {7, 9}, {13, 17}, {31, 5}, {23, 29}};
     static const int ks[] = {1, 3, 7};
-    int li, cases = 0, failures = 0, tested_levels = 0, inplace = 0;
+    int li, cases = 0, failures = 0, tested_levels = 0, inplace = 0, direct = 0;
     double worst = 0;
     for (li = 0; li < 3; li++) {
         imret__kernels kern = imret__kernels_for(levels[li]);
@@ -188,10 +188,47 @@ static int test_gemm(void) {
                             case_free(&c);
                         }
         }
+        if (kern.ukr_pt) { /* the direct kernel (imret__gemm_direct): output rows of 14 and 28 pixels, stride 1 and
+                               2, k 3 and 7, output channels a multiple of 32; the same bits as packed B */
+            static const int outs[] = {32, 64, 96}, dsz[][2] = {{14, 14}, {5, 28}, {28, 56}, {3, 42}};
+            imret__kernels plain = kern;
+            plain.ukr_pt = NULL;
+            for (ci = 0; ci < 7; ci++)
+                for (si = 0; si < 4; si++)
+                    for (ki = 1; ki < 3; ki++)
+                        for (stride = 1; stride <= 2; stride++) {
+                            int k = ks[ki], pad = k / 2, h = dsz[si][0] * stride, w = dsz[si][1] * stride - (stride - 1);
+                            float *pack, *o3, *pd;
+                            conv_case c;
+                            imret__bsrc src;
+                            if (imret__out_dim(h, k, stride, pad) < 1) continue;
+                            case_make(&c, chans[ci], outs[(ci + si + ki) % 3], h, w, k, stride, pad, si & 1, (ci + stride) & 1);
+                            if (!imret__direct_ok(&kern, c.out_c, k, stride, c.ow)) { /* every case here must take the kernel */
+                                failures++;
+                                printf("FAIL direct kernel not chosen for %d>%d %dx%d k%d s%d (ow %d)\n", c.in_c, c.out_c, h, w, k, stride, c.ow);
+                            }
+                            pack = (float *)malloc(imret__gemm_plan(c.out_c, c.N, c.K, 2, NULL, NULL) * 4);
+                            o3 = (float *)malloc(c.nout * 4);
+                            pd = (float *)malloc(imret__pad_floats(c.in_c, h, w, pad) * 4 + 4);
+                            imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
+                            imret__bsrc_pad(&src, pd, 2);
+                            imret__conv_gemm_fast(&plain, c.out_c, c.N, c.K, c.wp, &src, o3, &c.ep, pack, 1);
+                            cases++;
+                            direct++;
+                            failures += gemm_check(&c, &kern, &src, pack, "gemm, direct kernel", &worst);
+                            if (memcmp(c.o1, o3, c.nout * 4)) { /* same sums in the same order as the 8 x nr kernel */
+                                failures++;
+                                printf("FAIL gemm direct kernel %s %d>%d %dx%d k%d s%d: differs from packed B\n",
+                                       imret_simd_name(kern.level), c.in_c, c.out_c, h, w, k, stride);
+                            }
+                            free(pack); free(o3); free(pd);
+                            case_free(&c);
+                        }
+        }
         printf("%s: conv GEMM vs scalar oracle checked\n", imret_simd_name(kern.level));
     }
-    printf("%d cases on %d ISA(s) (%d 1x1 with B read in place), worst relative error %.2e, %d failed\n", cases, tested_levels,
-           inplace, worst, failures);
+    printf("%d cases on %d ISA(s) (%d 1x1 with B read in place, %d on the direct kernel), worst relative error %.2e, %d failed\n",
+           cases, tested_levels, inplace, direct, worst, failures);
     return failures;
 }
 
