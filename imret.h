@@ -1733,6 +1733,9 @@ IMRET__AVX512 static void imret__ukr_avx512_p16(int kc, const float *a, const fl
     imret__ukr_avx512_n16_body(kc, a, b, 16, 0, c, ldc, mr, nr, first, last, bias, res, relu);
 }
 
+#ifndef IMRET__INPLACE_PF
+#define IMRET__INPLACE_PF 8
+#endif
 /* 8 x 32 micro-kernel: rows of C are 8 output channels, columns 32 pixels (2 zmm). B rows
    ldb floats apart; masked: B loads only the nr columns (B read in place, not packed). */
 IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_body(int kc, const float *a, const float *b, size_t ldb, int masked,
@@ -1765,8 +1768,13 @@ IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_body(int kc, const flo
 #undef IMRET__LD1
     }
     for (k = 0; k < kc; k++) {
-        __m512 b0 = masked ? _mm512_maskz_loadu_ps(m0, b) : _mm512_loadu_ps(b);
-        __m512 b1 = masked ? _mm512_maskz_loadu_ps(m1, b + 16) : _mm512_loadu_ps(b + 16);
+        __m512 b0, b1;
+        if (masked) { /* B read in place: rows N floats apart, which the hardware prefetchers miss */
+            IMRET__PREFETCH(b + IMRET__INPLACE_PF * ldb);
+            IMRET__PREFETCH(b + IMRET__INPLACE_PF * ldb + 16);
+        }
+        b0 = masked ? _mm512_maskz_loadu_ps(m0, b) : _mm512_loadu_ps(b);
+        b1 = masked ? _mm512_maskz_loadu_ps(m1, b + 16) : _mm512_loadu_ps(b + 16);
         IMRET__BFMA2(a[0], b0, b1, c00, c01); IMRET__BFMA2(a[1], b0, b1, c10, c11);
         IMRET__BFMA2(a[2], b0, b1, c20, c21); IMRET__BFMA2(a[3], b0, b1, c30, c31);
         IMRET__BFMA2(a[4], b0, b1, c40, c41); IMRET__BFMA2(a[5], b0, b1, c50, c51);
