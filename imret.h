@@ -1426,8 +1426,8 @@ typedef struct imret__kernels {
     void (*ukr_t)(int K, const float *a, const float *b, float *c, size_t ldc, int np, const float *bias, const float *res,
                   int relu, const char *pf, int pf_lines);
     /* direct transposed kernel on padded planes (imret__ukr_avx512_pt) or NULL */
-    void (*ukr_pt)(int K, const float *a, const float *x, int kk, size_t plane, int pdw, int S, float *c, size_t ldc,
-                   const float *bias, const float *res, int relu);
+    void (*ukr_pt)(int K, const float *a, const float *x, long d2, int kk, size_t plane, int pdw, int S, float *c, size_t ldc,
+                   int np, const float *bias, const float *res, int relu);
     /* Winograd transforms ([impl: kernels (Winograd)]), set with the micro-kernel */
     void (*wg_weights)(const float *wp, int IC, float *U, int p0, int p1, size_t xstep, int pbase);
     void (*wg_input)(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x, long t0, int nt, int nr,
@@ -1871,9 +1871,11 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
     }
 }
 
-/* Direct transposed kernel: a tile of 32 output channels x 14 pixels of one output row over all
-   of K, reading the pixels straight from zero-padded input planes (imret__bsrc_pad): tap (ic,
-   ky, kx) of pixel i is x[ic * plane + ky * pdw + kx + i * S], so B is never packed. Weights
+/* Direct transposed kernel: a tile of 32 output channels x 14 pixels, two runs of 7 in an
+   output row each, over all of K, reading the pixels straight from zero-padded input planes
+   (imret__bsrc_pad): tap (ic, ky, kx) of pixel i < 7 is x[ic * plane + ky * pdw + kx + i * S],
+   of pixel i >= 7 the same at x + d2 + (i - 7) * S, so B is never packed. np <= 14 pixels are
+   stored. Weights
    as in imret__ukr_avx512_t (four 8-row A panels, 8 K floats apart: two zmm of 16 channels per
    k); each pixel is broadcast once for both: 28 accumulators. The same sums in the same k
    order with the same FMA as the packed kernels, then their epilogue: the same bits. For the
@@ -1884,9 +1886,9 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
 #define IMRET__PT_PF 8 /* input planes ahead that imret__ukr_avx512_pt prefetches */
 #endif
 #define IMRET__PT_PIX 14
-IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pt_body(int K, const float *a, const float *x, int kk, size_t plane,
-                                                                   int pdw, float *c, size_t ldc, const float *bias,
-                                                                   const float *res, int relu, const int S) {
+IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pt_body(int K, const float *a, const float *x, long d2, int kk,
+                                                                   size_t plane, int pdw, float *c, size_t ldc, int np,
+                                                                   const float *bias, const float *res, int relu, const int S) {
     const float *a1 = a + (size_t)8 * K, *a2 = a + (size_t)16 * K, *a3 = a + (size_t)24 * K;
     __m512 s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51, s60, s61;
     __m512 s70, s71, s80, s81, s90, s91, sa0, sa1, sb0, sb1, sc0, sc1, sd0, sd1;
@@ -1899,21 +1901,23 @@ IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pt_body(int K, const f
         if (ic + IMRET__PT_PF < IC) /* planes lie far apart: the hardware prefetchers miss them */
             for (ky = 0; ky < kk; ky++) {
                 IMRET__PREFETCH(xp + IMRET__PT_PF * plane + (size_t)ky * pdw);
-                IMRET__PREFETCH(xp + IMRET__PT_PF * plane + (size_t)ky * pdw + (IMRET__PT_PIX - 1) * S + kk - 1);
+                IMRET__PREFETCH(xp + IMRET__PT_PF * plane + (size_t)ky * pdw + 6 * S + kk - 1);
+                IMRET__PREFETCH(xp + IMRET__PT_PF * plane + (size_t)ky * pdw + d2 + 6 * S + kk - 1);
             }
         for (ky = 0; ky < kk; ky++, xp += pdw)
             for (kx = 0; kx < kk; kx++) {
                 __m512 v0 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a)), _mm256_loadu_ps(a1), 1);
                 __m512 v1 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a2)), _mm256_loadu_ps(a3), 1);
-                const float *xk = xp + kx;
+                const float *xk = xp + kx, *xl = xk + d2;
                 IMRET__OPAQUE(xk);
+                IMRET__OPAQUE(xl);
                 IMRET__BFMA2(xk[0], v0, v1, s00, s01); IMRET__BFMA2(xk[S], v0, v1, s10, s11);
                 IMRET__BFMA2(xk[2 * S], v0, v1, s20, s21); IMRET__BFMA2(xk[3 * S], v0, v1, s30, s31);
                 IMRET__BFMA2(xk[4 * S], v0, v1, s40, s41); IMRET__BFMA2(xk[5 * S], v0, v1, s50, s51);
-                IMRET__BFMA2(xk[6 * S], v0, v1, s60, s61); IMRET__BFMA2(xk[7 * S], v0, v1, s70, s71);
-                IMRET__BFMA2(xk[8 * S], v0, v1, s80, s81); IMRET__BFMA2(xk[9 * S], v0, v1, s90, s91);
-                IMRET__BFMA2(xk[10 * S], v0, v1, sa0, sa1); IMRET__BFMA2(xk[11 * S], v0, v1, sb0, sb1);
-                IMRET__BFMA2(xk[12 * S], v0, v1, sc0, sc1); IMRET__BFMA2(xk[13 * S], v0, v1, sd0, sd1);
+                IMRET__BFMA2(xk[6 * S], v0, v1, s60, s61); IMRET__BFMA2(xl[0], v0, v1, s70, s71);
+                IMRET__BFMA2(xl[S], v0, v1, s80, s81); IMRET__BFMA2(xl[2 * S], v0, v1, s90, s91);
+                IMRET__BFMA2(xl[3 * S], v0, v1, sa0, sa1); IMRET__BFMA2(xl[4 * S], v0, v1, sb0, sb1);
+                IMRET__BFMA2(xl[5 * S], v0, v1, sc0, sc1); IMRET__BFMA2(xl[6 * S], v0, v1, sd0, sd1);
                 a += 8; a1 += 8; a2 += 8; a3 += 8;
             }
     }
@@ -1927,7 +1931,7 @@ IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pt_body(int K, const f
     { /* the epilogue of imret__ukr_avx512 per channel row, its 14 pixels gathered from the tile (a
          scalar transpose took 1.1 of the stem's 2.5 ms) */
         __m512i gi = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(32));
-        __mmask16 pm = (__mmask16)((1u << IMRET__PT_PIX) - 1);
+        __mmask16 pm = (__mmask16)((1u << np) - 1);
         for (ch = 0; ch < 32; ch++) {
             __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), pm, gi, &tile[0][ch], 4);
             if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[ch]));
@@ -1937,10 +1941,11 @@ IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pt_body(int K, const f
         }
     }
 }
-IMRET__AVX512 static void imret__ukr_avx512_pt(int K, const float *a, const float *x, int kk, size_t plane, int pdw, int S,
-                                               float *c, size_t ldc, const float *bias, const float *res, int relu) {
-    if (S == 1) imret__ukr_avx512_pt_body(K, a, x, kk, plane, pdw, c, ldc, bias, res, relu, 1);
-    else imret__ukr_avx512_pt_body(K, a, x, kk, plane, pdw, c, ldc, bias, res, relu, 2);
+IMRET__AVX512 static void imret__ukr_avx512_pt(int K, const float *a, const float *x, long d2, int kk, size_t plane, int pdw,
+                                               int S, float *c, size_t ldc, int np, const float *bias, const float *res,
+                                               int relu) {
+    if (S == 1) imret__ukr_avx512_pt_body(K, a, x, d2, kk, plane, pdw, c, ldc, np, bias, res, relu, 1);
+    else imret__ukr_avx512_pt_body(K, a, x, d2, kk, plane, pdw, c, ldc, np, bias, res, relu, 2);
 }
 
 IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
@@ -2093,11 +2098,11 @@ static void imret__gemm_small_n(const imret__kernels *kern, int M, long N, int K
 
 /* Whether a k x k convolution of M output channels, stride `stride` and output rows of ow
    pixels runs on the direct kernel (kern->ukr_pt, B from padded planes): k > 1, stride 1 or 2,
-   M % 32 == 0 and whole 14-pixel tiles per row. Not used for 1x1 stride-2 layers (no taps
-   share pixels, and the packed kernel was faster: 1.6 vs 1.9 ms for ResNet-50's 256 -> 512/2
-   at 1 thread), nor for rows of 7 (7-pixel tiles lost to the small-N kernel, 2.5 vs 2.4 ms). */
+   M % 32 == 0 and rows of whole 7-pixel runs. Not used for 1x1 stride-2 layers (no taps share
+   pixels, and the packed kernel was faster: 1.6 vs 1.9 ms for ResNet-50's 256 -> 512/2 at 1
+   thread). */
 static int imret__direct_ok(const imret__kernels *kern, int M, int k, int stride, int ow) {
-    return kern->ukr_pt && k > 1 && (stride == 1 || stride == 2) && M % 32 == 0 && ow % IMRET__PT_PIX == 0;
+    return kern->ukr_pt && k > 1 && (stride == 1 || stride == 2) && M % 32 == 0 && ow % 7 == 0;
 }
 
 /* How the fp32 GEMM of such a convolution with M output channels gathers B (imret__bsrc_mode):
@@ -2107,11 +2112,11 @@ static int imret__bsrc_mode_f32(const imret__kernels *kern, int M, int k, int st
 }
 
 /* out = epilogue(A * im2col(src)) on kern->ukr_pt (imret__direct_ok), B in padded planes
-   (src->pd): tiles of 32 channels x 14 pixels of one output row, channel block outer (its 32 x
-   K weights stay in L2 across the row's tiles). */
+   (src->pd): tiles of 32 channels x 14 pixels (the last may have 7), channel block outer (its
+   32 x K weights stay in L2 across the pixel tiles). */
 static void imret__gemm_direct(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
                                float *out, const imret__epilogue *ep, int threads) {
-    long ntp = N / IMRET__PT_PIX, tiles = (long)(M / 32) * ntp, t;
+    long ntp = (N + IMRET__PT_PIX - 1) / IMRET__PT_PIX, tiles = (long)(M / 32) * ntp, t;
     size_t plane = (size_t)src->pdh * src->pdw;
     (void)threads;
 #if IMRET__OMP
@@ -2119,10 +2124,11 @@ static void imret__gemm_direct(const imret__kernels *kern, int M, long N, int K,
 #endif
     for (t = 0; t < tiles; t++) {
         int m0 = (int)(t / ntp) * 32;
-        long p0 = (t % ntp) * IMRET__PT_PIX, oy = p0 / src->ow, ox = p0 % src->ow;
-        const float *x = src->pd + (size_t)oy * src->stride * src->pdw + (size_t)ox * src->stride;
-        kern->ukr_pt(K, A + (size_t)m0 * K, x, src->k, plane, src->pdw, src->stride, out + (size_t)m0 * N + p0, (size_t)N,
-                     ep->bias ? ep->bias + m0 : NULL, ep->residual ? ep->residual + (size_t)m0 * N + p0 : NULL, ep->relu);
+        long p0 = (t % ntp) * IMRET__PT_PIX, p1 = p0 + 7 < N ? p0 + 7 : p0; /* the second run; none: the first again */
+        long x0 = (p0 / src->ow * src->pdw + p0 % src->ow) * src->stride, x1 = (p1 / src->ow * src->pdw + p1 % src->ow) * src->stride;
+        kern->ukr_pt(K, A + (size_t)m0 * K, src->pd + x0, x1 - x0, src->k, plane, src->pdw, src->stride, out + (size_t)m0 * N + p0,
+                     (size_t)N, N - p0 < IMRET__PT_PIX ? (int)(N - p0) : IMRET__PT_PIX, ep->bias ? ep->bias + m0 : NULL,
+                     ep->residual ? ep->residual + (size_t)m0 * N + p0 : NULL, ep->relu);
     }
 }
 

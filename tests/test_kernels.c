@@ -188,13 +188,14 @@ static int test_gemm(void) {
                             case_free(&c);
                         }
         }
-        if (kern.ukr_pt) { /* the direct kernel (imret__gemm_direct): output rows of 14 and 28 pixels, stride 1 and
-                               2, k 3 and 7, output channels a multiple of 32; the same bits as packed B */
-            static const int outs[] = {32, 64, 96}, dsz[][2] = {{14, 14}, {5, 28}, {28, 56}, {3, 42}};
+        if (kern.ukr_pt) { /* the direct kernel (imret__gemm_direct): output rows of 7, 14, 21, 28 and 56 pixels
+                               (49 and 63 pixels end on a 7-pixel tile), stride 1 and 2, k 3 and 7, output
+                               channels a multiple of 32; the same bits as packed B */
+            static const int outs[] = {32, 64, 96}, dsz[][2] = {{14, 14}, {5, 28}, {28, 56}, {3, 42}, {7, 7}, {3, 21}};
             imret__kernels plain = kern;
             plain.ukr_pt = NULL;
             for (ci = 0; ci < 7; ci++)
-                for (si = 0; si < 4; si++)
+                for (si = 0; si < 6; si++)
                     for (ki = 1; ki < 3; ki++)
                         for (stride = 1; stride <= 2; stride++) {
                             int k = ks[ki], pad = k / 2, h = dsz[si][0] * stride, w = dsz[si][1] * stride - (stride - 1);
