@@ -1453,6 +1453,7 @@ typedef struct imret__kernels {
    ====================================================================================== */
 #define IMRET__KC 256
 #define IMRET__NT_PIX 7 /* pixels per tile of the transposed small-N kernel (imret__ukr_avx512_t) */
+#define IMRET__PT_PIX 14 /* pixels per tile of the direct kernel (imret__ukr_avx512_pt): two runs of 7 */
 #define IMRET__NC 192
 /* A last column block of <= IMRET__NC_TAIL columns joins the one before (N = 196 at 14x14:
    one block of 196, not 192 + 4, which streamed all of A again for 4 columns). */
@@ -1885,7 +1886,6 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
 #ifndef IMRET__PT_PF
 #define IMRET__PT_PF 8 /* input planes ahead that imret__ukr_avx512_pt prefetches */
 #endif
-#define IMRET__PT_PIX 14
 IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pt_body(int K, const float *a, const float *x, long d2, int kk,
                                                                    size_t plane, int pdw, float *c, size_t ldc, int np,
                                                                    const float *bias, const float *res, int relu, const int S) {
