@@ -1872,17 +1872,16 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
     }
 }
 
-/* Direct transposed kernel: a tile of 32 output channels x 14 pixels, two runs of 7 in an
-   output row each, over all of K, reading the pixels straight from zero-padded input planes
-   (imret__bsrc_pad): tap (ic, ky, kx) of pixel i < 7 is x[ic * plane + ky * pdw + kx + i * S],
-   of pixel i >= 7 the same at x + d2 + (i - 7) * S, so B is never packed. np <= 14 pixels are
-   stored. Weights
-   as in imret__ukr_avx512_t (four 8-row A panels, 8 K floats apart: two zmm of 16 channels per
-   k); each pixel is broadcast once for both: 28 accumulators. The same sums in the same k
-   order with the same FMA as the packed kernels, then their epilogue: the same bits. For the
-   stride-2 and stem convolutions (imret__direct_ok), where packing B cost more than the GEMM
-   saved: ResNet-50 at 224, 1 thread (Xeon, AVX-512), stem 2.8 -> 1.7 ms, layer2's 3x3/2 2.6 ->
-   1.8, layer3's 3.0 -> 1.7. */
+/* Direct transposed kernel: a tile of 32 output channels x 14 pixels (two runs of 7, each
+   within an output row) over all of K, reading the pixels straight from zero-padded input
+   planes (imret__bsrc_pad): tap (ic, ky, kx) of pixel i < 7 is x[ic * plane + ky * pdw + kx +
+   i * S], of pixel i >= 7 the same at x + d2 + (i - 7) * S, so B is never packed; np <= 14
+   pixels are stored. Weights as in imret__ukr_avx512_t (four 8-row A panels, 8 K floats
+   apart: two zmm of 16 channels per k); each pixel is broadcast once for both: 28
+   accumulators. The same sums in the same k order with the same FMA as the packed kernels,
+   then their epilogue: the same bits. Used for k x k layers (imret__direct_ok), where packing
+   B cost more than the GEMM saved: ResNet-50 at 224, 1 thread (Xeon, AVX-512), stem 2.8 ->
+   1.7 ms, layer2's 3x3/2 2.4 -> 1.8, layer3's 3.1 -> 1.7, layer4's 3x3 0.87-0.93x. */
 #ifndef IMRET__PT_PF
 #define IMRET__PT_PF 8 /* input planes ahead that imret__ukr_avx512_pt prefetches */
 #endif
