@@ -238,12 +238,15 @@ typedef enum imret_precision {
                                  clipping values calibrated into the file (tools/calibrate.c) */
     IMRET_PRECISION_BF16 = 2  /* bf16 weights x bf16 activations, fp32 sums. With AVX512_BF16
                                  (and simd AUTO/AVX512) every convolution runs on vdpbf16ps,
-                                 about 2x fp32 (README); elsewhere it is emulated: activations
-                                 are rounded to bf16 and the fp32 kernels run, no faster than
-                                 fp32. Needs weights that are bf16 values after loading:
-                                 requantise.py --dtype bf16 (folds BatchNorm); such a model
-                                 also keeps a packed bf16 copy of its weights (+50 % RAM)
-                                 when the CPU has AVX512_BF16, unless it is loaded with
+                                 1.2-1.3x fp32 on AMD Zen 5 (README) -- except on Intel CPUs,
+                                 which run vdpbf16ps at half their FMA rate (0.58x fp32
+                                 measured): there, and without AVX512_BF16, it is emulated:
+                                 activations are rounded to bf16 and the fp32 kernels run, as
+                                 fast as fp32. IMRET_BF16=native|emulated in the environment
+                                 overrides the choice. Needs weights that are bf16 values after
+                                 loading: requantise.py --dtype bf16 (folds BatchNorm); such a
+                                 model also keeps a packed bf16 copy of its weights (+50 % RAM)
+                                 where vdpbf16ps runs, unless it is loaded with
                                  imret_model_config.precision = BF16 (then only that copy) */
 } imret_precision;
 
@@ -1049,6 +1052,7 @@ enum {
     IMRET__CPU_NEON = 1u << 5,      /* aarch64 Advanced SIMD (always)            */
     IMRET__CPU_AVXVNNI = 1u << 6,   /* AVX-VNNI (VEX vpdpbusd on ymm)            */
     IMRET__CPU_DOTPROD = 1u << 7,   /* aarch64 dot product (sdot), HWCAP_ASIMDDP */
+    IMRET__CPU_INTEL = 1u << 8,     /* vendor GenuineIntel (imret__bf16_native)  */
     IMRET__CPU_DETECTED = 1 << 30
 };
 static volatile unsigned imret__cpu_cache;
@@ -1060,6 +1064,8 @@ static unsigned imret__cpu_features(void) {
 #if IMRET__X86
     {
         unsigned a, b, c, d, xcr0 = 0;
+        if (__get_cpuid(0, &a, &b, &c, &d) && b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu)
+            f |= IMRET__CPU_INTEL; /* "GenuineIntel" */
         if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 27))) { /* OSXSAVE */
             unsigned lo, hi;
             __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
@@ -3204,6 +3210,19 @@ static int imret__kernels8_all(imret__kernels8 *ks) {
     return n;
 }
 
+/* Whether BF16 precision runs on vdpbf16ps where the CPU has AVX512_BF16: not on Intel CPUs,
+   which run it at half their fp32 FMA rate. Measured on a Xeon with AVX512_BF16 (2026-12-07):
+   the 4 x 64 tile ran 1.75 vdpbf16ps per ns against 4.16 vpdpbusd per ns for the int8 one, so
+   its 32 products per instruction gave half the fp32 multiply-add rate, and ResNet-50 ran at
+   0.58x fp32's speed (95 vs 55 ms); emulated BF16 runs at fp32 speed. On AMD Zen 5 the native
+   path was 1.2-1.3x faster than fp32. IMRET_BF16=native or emulated overrides. */
+static int imret__bf16_native(void) {
+    const char *env = getenv("IMRET_BF16");
+    if (env && !strcmp(env, "native")) return 1;
+    if (env && !strcmp(env, "emulated")) return 0;
+    return !(imret__cpu_features() & IMRET__CPU_INTEL);
+}
+
 /* The int8 (bf16 = 0) or bf16 (bf16 = 1) micro-kernel for a dispatch level. nr = 0: none;
    int8 then runs the scalar oracle, BF16 precision is emulated (inputs rounded to bf16, fp32
    kernels). */
@@ -3215,7 +3234,7 @@ static imret__kernels8 imret__kernels8_for(imret_simd level, int bf16) {
     level = imret__simd_resolve(level);
     if (bf16) {
 #if IMRET__X86
-        if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_BF16)) {
+        if (level == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_BF16) && imret__bf16_native()) {
             k.nr = 64; k.ukr = imret__ukrbf_avx512; k.name = "avx512-bf16"; k.level = IMRET_SIMD_AVX512;
         }
 #endif

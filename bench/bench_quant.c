@@ -8,7 +8,9 @@
    published ResNet-50 figures (one Xeon thread) for context only. bf16 storage is computed
    in fp32 (dequantised at load), so its latency equals fp32's: it is listed to show that;
    the "bf16" row is IMRET_PRECISION_BF16, labelled with its kernel: avx512-bf16 (vdpbf16ps)
-   or emulated (no AVX512_BF16: inputs rounded, fp32 kernels). */
+   or emulated (inputs rounded, fp32 kernels: without AVX512_BF16, or on Intel CPUs, see
+   imret__bf16_native). On a CPU with AVX512_BF16 a fifth row runs the other of the two
+   (IMRET_BF16=native or emulated while its model and context are made). */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
 #include <stdio.h>
@@ -26,11 +28,14 @@ static double loadavg(void) {
 }
 
 int main(int argc, char **argv) {
-#define NP 4
-    const char *labels[NP] = {"fp32", "bf16 storage", "bf16", "int8"};
-    char bf16_label[32];
-    imret_precision prec[NP] = {IMRET_PRECISION_FP32, IMRET_PRECISION_FP32, IMRET_PRECISION_BF16, IMRET_PRECISION_INT8};
-    int file_of[NP] = {1, 2, 2, 3};
+#define NP 5
+    const char *labels[NP] = {"fp32", "bf16 storage", "bf16", "int8", "bf16"};
+    char bf16_label[32], other_label[48];
+    imret_precision prec[NP] = {IMRET_PRECISION_FP32, IMRET_PRECISION_FP32, IMRET_PRECISION_BF16, IMRET_PRECISION_INT8,
+                                IMRET_PRECISION_BF16};
+    int file_of[NP] = {1, 2, 2, 3, 2};
+    int np = imret_simd_detect() == IMRET_SIMD_AVX512 && (imret__cpu_features() & IMRET__CPU_BF16) ? 5 : 4;
+    const char *other = imret__bf16_native() ? "emulated" : "native";
     imret_model *m[NP];
     imret_context *ctx[NP];
     imret_tensor x, f;
@@ -41,11 +46,15 @@ int main(int argc, char **argv) {
     x.c = 3; x.h = x.w = side;
     x.data = (float *)malloc(sizeof(float) * 3 * side * side);
     for (j = 0; j < (size_t)3 * side * side; j++) x.data[j] = (float)((j * 2654435761u >> 7) % 256) - 110.0f;
-    for (i = 0; i < NP; i++) {
+    for (i = 0; i < np; i++) {
         imret_context_config cc = imret_context_config_init();
+        int bad;
         cc.threads = threads;
         cc.precision = prec[i];
-        if (imret_model_load_file(argv[file_of[i]], NULL, &m[i]) || imret_context_create(m[i], &cc, &ctx[i])) {
+        if (i == 4) setenv("IMRET_BF16", other, 1); /* the model keeps bf16 panels, the context takes the kernel, by it */
+        bad = imret_model_load_file(argv[file_of[i]], NULL, &m[i]) || imret_context_create(m[i], &cc, &ctx[i]);
+        if (i == 4) unsetenv("IMRET_BF16");
+        if (bad) {
             fprintf(stderr, "bench_quant: %s: %s\n", argv[file_of[i]], imret_last_error());
             return 1;
         }
@@ -55,9 +64,13 @@ int main(int argc, char **argv) {
     }
     snprintf(bf16_label, sizeof bf16_label, "bf16 %s", ctx[2]->kb.name);
     labels[2] = bf16_label;
+    if (np == 5) {
+        snprintf(other_label, sizeof other_label, "bf16 %s (IMRET_BF16=%s)", ctx[4]->kb.name, other);
+        labels[4] = other_label;
+    }
     l0 = loadavg();
     for (r = 0; r < runs; r++)
-        for (i = 0; i < NP; i++) {
+        for (i = 0; i < np; i++) {
             double t0 = now(), c0 = cpu();
             imret_forward(ctx[i], &x, &f, NULL);
             t[i][r] = now() - t0;
@@ -68,19 +81,19 @@ int main(int argc, char **argv) {
            threads, runs, imret_simd_name(imret_simd_detect()));
     printf("load average before/after: %.2f / %.2f (if above the core count, other processes were competing: wall\n"
            "times are then inflated; the process CPU time per run is less affected but still shares caches)\n", l0, l1);
-    printf("%-18s %10s %10s %9s %14s %9s %9s\n", "precision", "median ms", "min ms", "vs fp32", "CPU ms median", "vs fp32", "file MB");
-    for (i = 0; i < NP; i++) {
+    printf("%-36s %10s %10s %9s %14s %9s %9s\n", "precision", "median ms", "min ms", "vs fp32", "CPU ms median", "vs fp32", "file MB");
+    for (i = 0; i < np; i++) {
         struct stat st;
         qsort(t[i], (size_t)runs, sizeof(double), cmpd);
         qsort(c[i], (size_t)runs, sizeof(double), cmpd);
         med[i] = t[i][runs / 2];
         cmed[i] = c[i][runs / 2];
         stat(argv[file_of[i]], &st);
-        printf("%-18s %10.1f %10.1f %8.2fx %14.1f %8.2fx %9.1f\n", labels[i], 1e3 * med[i], 1e3 * t[i][0], med[0] / med[i],
+        printf("%-36s %10.1f %10.1f %8.2fx %14.1f %8.2fx %9.1f\n", labels[i], 1e3 * med[i], 1e3 * t[i][0], med[0] / med[i],
                1e3 * cmed[i], cmed[0] / cmed[i], st.st_size / 1e6);
     }
     printf("context only (other machine, other model build): ncnn ResNet-50 on one Xeon thread: fp32 39.1 ms, int8 23.5 ms (1.66x)\n");
-    for (i = 0; i < NP; i++) { imret_context_destroy(ctx[i]); imret_model_free(m[i]); free(t[i]); free(c[i]); }
+    for (i = 0; i < np; i++) { imret_context_destroy(ctx[i]); imret_model_free(m[i]); free(t[i]); free(c[i]); }
     free(x.data);
     return 0;
 }

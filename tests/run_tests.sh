@@ -97,6 +97,13 @@ run "reduced-precision-descriptors" "$B/test_quant" --size 224 weights/resnet50.
     bf16:$Q/resnet50_bf16.imw:fp32:0.999:0.99 f16:$Q/resnet50_f16.imw:fp32:0.999:0.99 \
     int8-weights:$Q/resnet50_int8.imw:fp32:0.99:0.95 int8-inference:$Q/resnet50_int8cal.imw:int8:0.99:0.95 \
     bf16-inference:$Q/resnet50_bf16.imw:bf16:0.999:0.99 -- $QIMGS
+# the bf16 path the default did not take on this CPU (vdpbf16ps where it is off by default, on
+# Intel; the emulated path elsewhere): lean model refusals and RAM, and its descriptors
+if [ "$(IMRET_BF16= "$B/test_quant" --bf16-path 2>/dev/null)" = "native" ]; then OTHER_BF16=emulated; else OTHER_BF16=native; fi
+run "bf16-$OTHER_BF16-path" env IMRET_BF16=$OTHER_BF16 "$B/test_quant" --lean $Q/resnet50_int8cal.imw $Q/resnet50_bf16.imw \
+    weights/resnet50.imw $(echo $QIMGS | tr ' ' '\n' | head -6)
+run "bf16-$OTHER_BF16-descriptors" env IMRET_BF16=$OTHER_BF16 "$B/test_quant" --size 224 weights/resnet50.imw \
+    bf16-inference:$Q/resnet50_bf16.imw:bf16:0.999:0.99 -- $QIMGS
 # int8 inference on a VGG (VGG11-BN with random weights from `make refs`, calibrated like ResNet-50)
 run "int8-inference-vgg" "$B/test_quant" --size 128 tests/data/vgg11_bn.imw \
     vgg11_bn-int8:$Q/vgg11_bn_int8cal.imw:int8:0.99:0.95 -- $QIMGS

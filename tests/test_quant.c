@@ -19,7 +19,11 @@
    (AVX512_BF16; skipped with a message on other CPUs) vs a double-precision brute force over
    the same bf16 weights and bf16-rounded inputs (bound 1e-5 of the largest output: only the
    fp32 summation order differs), its AVX-512 input pairing vs the scalar one and vs
-   imret__bf16_round, and 1 vs 2 threads.
+   imret__bf16_round, and 1 vs 2 threads (run even where BF16 precision is emulated by
+   default, on Intel: IMRET_BF16=native for that test).
+
+   usage: test_quant --bf16-path
+   Prints the path BF16 precision takes here: native (vdpbf16ps) or emulated.
 
    usage: test_quant --lean INT8_CALIBRATED.imw BF16.imw FP32.imw IMAGE...
    Models loaded for one precision (imret_model_config.precision): the heap they hold vs the
@@ -107,6 +111,10 @@ int main(int argc, char **argv) {
     float *refd;
     if (argc >= 3 && !strcmp(argv[1], "--corrupt")) return corrupt_tests(argv[2], argc > 3 ? argv[3] : NULL);
     if (argc >= 6 && !strcmp(argv[1], "--lean")) return lean_tests(argv + 2, argc - 2);
+    if (argc == 2 && !strcmp(argv[1], "--bf16-path")) {
+        printf("%s\n", imret__kernels8_for(IMRET_SIMD_AUTO, 1).nr ? "native" : "emulated");
+        return 0;
+    }
     if (argc == 2 && !strcmp(argv[1], "--kernels")) return kernel_tests() | bf16_kernel_tests() | (failures != 0);
     if (a + 1 < argc && !strcmp(argv[a], "--size")) { size = atoi(argv[a + 1]); a += 2; }
     if (a >= argc) { fprintf(stderr, "usage: test_quant [--size N] REF.imw SPEC... -- IMAGE...\n"); return 2; }
@@ -547,9 +555,18 @@ static int bf16_kernel_tests(void) {
         {1, 1, 1, 1, 0, 1, 1},    {3, 64, 7, 2, 3, 23, 19}, {7, 5, 3, 1, 1, 7, 9},   {17, 9, 3, 2, 1, 13, 11},
         {63, 33, 1, 1, 0, 9, 14}, {65, 65, 3, 1, 1, 15, 15}, {257, 12, 1, 1, 0, 5, 7}, {16, 130, 1, 2, 0, 29, 23},
         {2, 3, 3, 1, 0, 5, 5},    {64, 64, 3, 1, 1, 8, 8}};
-    imret__kernels8 kb = imret__kernels8_for(IMRET_SIMD_AUTO, 1);
+    imret__kernels8 kb;
     int si, checks = 0, bad_pair = 0;
     double worst = 0.0;
+    { /* the kernel wherever the CPU has it, also where BF16 precision runs emulated by default (Intel) */
+        const char *env = getenv("IMRET_BF16");
+        char saved[32];
+        snprintf(saved, sizeof saved, "%s", env ? env : "");
+        setenv("IMRET_BF16", "native", 1);
+        kb = imret__kernels8_for(IMRET_SIMD_AUTO, 1);
+        if (env) setenv("IMRET_BF16", saved, 1);
+        else unsetenv("IMRET_BF16");
+    }
     if (!kb.nr) {
         printf("bf16 kernels: SKIPPED, this CPU has no AVX512_BF16 (BF16 precision is emulated here)\n");
         return 0;
