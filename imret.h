@@ -3216,7 +3216,7 @@ static int imret__kernels8_all(imret__kernels8 *ks) {
    its 32 products per instruction gave half the fp32 multiply-add rate, and ResNet-50 ran at
    0.58x fp32's speed (95 vs 55 ms); emulated BF16 runs at fp32 speed. On AMD Zen 5 the native
    path was 1.2-1.3x faster than fp32. IMRET_BF16=native or emulated overrides. */
-static int imret__bf16_native(void) {
+static IMRET__UNUSED int imret__bf16_native(void) { /* unused where there is no x86 code */
     const char *env = getenv("IMRET_BF16");
     if (env && !strcmp(env, "native")) return 1;
     if (env && !strcmp(env, "emulated")) return 0;
