@@ -5093,9 +5093,36 @@ IMRET_DEF int imret_jpeg_orientation(const void *data, size_t size) {
    - JPEG DHT tables whose 16 code-length counts sum past 256 overflow stbi__huffman's
      size[257] / values[256] (stb issue #1289). Tables can follow any scan (progressive
      files), so every marker segment of the file is visited, skipping entropy-coded data; the
-     SOI marker may follow fill bytes (FF FF D8), as stb reads markers. */
+     SOI marker may follow fill bytes (FF FF D8), as stb reads markers.
+   - A JPEG scan that decodes with a Huffman table no DHT segment defined before it makes
+     stbi__jpeg_huff_decode index the table's uninitialised arrays (out of bounds; stb 2.28
+     checks the symbol index instead). A scan needs its DC table when it codes DC values
+     (Ss = 0, Ah = 0) and its AC table when it codes AC values (Se > 0), as stb decodes them.
+   - A binary PNM (P5/P6) header number past INT_MAX overflows stbi__pnm_getinteger's int
+     (undefined behaviour). The header is read here exactly as stb reads it: whitespace and
+     '#' comments, then width, height and maximum value. */
+static int imret__pnm_space(int c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
 static IMRET__UNUSED const char *imret__stb_guard(const uint8_t *p, size_t size) {
     size_t pos = 2;
+    unsigned defined = 0; /* JPEG Huffman tables seen so far: bit class * 4 + id */
+    if (size >= 2 && p[0] == 'P' && (p[1] == '5' || p[1] == '6')) { /* stbi__pnm_info's reads; past the end, 0 */
+        size_t i = 2;
+        int c = i < size ? p[i++] : 0, n;
+        for (n = 0; n < 3; n++) {
+            unsigned long v = 0;
+            for (;;) { /* stbi__pnm_skip_whitespace */
+                while (i < size && imret__pnm_space(c)) c = p[i++];
+                if (i >= size || c != '#') break;
+                while (i < size && c != '\n' && c != '\r') c = p[i++];
+            }
+            while (i < size && c >= '0' && c <= '9') { /* stbi__pnm_getinteger */
+                if (v > (unsigned long)(INT_MAX - (c - '0')) / 10) return "PNM header number too large";
+                v = v * 10 + (unsigned long)(c - '0');
+                c = p[i++];
+            }
+        }
+        return NULL;
+    }
     if (size >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) {
         /* PNG: a zero-length IDAT before any image data makes stb_image 2.27 add 0 to a NULL
            pointer (undefined behaviour; found by fuzz_image). No encoder writes one. */
@@ -5130,8 +5157,20 @@ static IMRET__UNUSED const char *imret__stb_guard(const uint8_t *p, size_t size)
                 size_t n = 0, i;
                 for (i = 0; i < 16; i++) n += t + 1 + i < size ? p[t + 1 + i] : 0;
                 if (n > 256) return "JPEG Huffman table with more than 256 codes";
+                if (p[t] >> 4 <= 1 && (p[t] & 15) <= 3) defined |= 1u << ((p[t] >> 4) * 4 + (p[t] & 15));
                 t += 17 + n;
                 left -= 17 + (long)n;
+            }
+        }
+        if (marker == 0xDA && pos + 5 <= size) { /* SOS: the Huffman tables its components decode with */
+            size_t ns = p[pos + 4], i, e = pos + 5 + 2 * ns;
+            if (e + 3 <= size) {
+                int ss = p[e], se = p[e + 1], ah = p[e + 2] >> 4;
+                for (i = 0; i < ns; i++) {
+                    int td = p[pos + 6 + 2 * i] >> 4, ta = p[pos + 6 + 2 * i] & 15;
+                    if ((ss == 0 && ah == 0 && td <= 3 && !(defined >> td & 1)) || (se > 0 && ta <= 3 && !(defined >> (4 + ta) & 1)))
+                        return "JPEG scan decoding with a Huffman table never defined";
+                }
             }
         }
         pos += 2 + len;

@@ -6,7 +6,8 @@
    - normalisation: RGBA composited on grey (RGB/255/mean/std) and grey -> Keras BGR input,
      exact to 1e-5 against numpy
    - resize: longest side 97 vs Pillow BICUBIC (antialiased; stb Catmull-Rom), mean |diff| <= 1.0 level
-   - bad images: zero bytes, text, corrupt JPEG, 65535x65535 header, too small -> codes */
+   - bad images: zero bytes, text, corrupt JPEG, 65535x65535 header, PNM header numbers past
+     INT_MAX, too small -> codes */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
 
@@ -205,6 +206,17 @@ int main(int argc, char **argv) {
         expect_code("corrupt JPEG (imagededup)", imret_image_load_file(p, NULL, &img), IMRET_ERROR_IMAGE_DECODE);
     }
     expect_code("65535x65535 PNG header (bomb)", imret_image_load_file(path("bomb.png"), NULL, &img), IMRET_ERROR_IMAGE_SIZE);
+    { /* binary PNM: stb_image 2.27 reads header numbers into an int unchecked (imret__stb_guard) */
+        static const unsigned char pgm[] = "P5\n# a comment\n2 2\n255\n\x01\x02\x03\x04";
+        static const char wide[] = "P5\n241111111111111111111 17\n255\n\x01\x02";
+        static const char big[] = "P6 2147483647 # INT_MAX wide: the size limit refuses it\n2 255\n";
+        imret_result r = imret_image_load_memory(pgm, sizeof pgm - 1, NULL, &img);
+        check(r == IMRET_OK && img.width == 2 && img.height == 2 && img.channels == 1 && img.pixels[3] == 4,
+              "2x2 PGM with a comment decodes (%s)", imret_result_string(r));
+        if (r == IMRET_OK) imret_image_free(&img);
+        expect_code("PGM width past INT_MAX", imret_image_load_memory(wide, sizeof wide - 1, NULL, &img), IMRET_ERROR_IMAGE_DECODE);
+        expect_code("PPM width = INT_MAX", imret_image_load_memory(big, sizeof big - 1, NULL, &img), IMRET_ERROR_IMAGE_SIZE);
+    }
     expect_code("missing file", imret_image_load_file(path("nope.png"), NULL, &img), IMRET_ERROR_IO);
     expect_code("directory", imret_image_load_file(dir, NULL, &img), IMRET_ERROR_IO);
     expect_code("NULL path", imret_image_load_file(NULL, NULL, &img), IMRET_ERROR_INVALID_ARGUMENT);
