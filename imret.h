@@ -1832,15 +1832,33 @@ IMRET__AVX512 static void imret__ukr_avx512_d(int kc, const float *a, const floa
     else imret__ukr_avx512_body(kc, a, b, ldb, 1, c, ldc, mr, nr, first, last, bias, res, relu);
 }
 
+/* Epilogue of the transposed kernels (imret__ukr_avx512_t, imret__ukr_avx512_pt): tile holds
+   np <= 16 pixels x 32 channels, pixel-major; each channel row's np pixels are gathered,
+   given the epilogue of imret__ukr_avx512 (bias, residual, max with 0, in that order: the same
+   bits) and stored. A scalar transpose took 1.1 of the direct kernel's 2.5 ms on ResNet-50's
+   stem (Xeon, 1 thread). */
+IMRET__AVX512 static IMRET__INLINE void imret__store_tile_t(const float *tile, int np, float *c, size_t ldc, const float *bias,
+                                                            const float *res, int relu) {
+    __m512i gi = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(32));
+    __mmask16 pm = (__mmask16)((1u << np) - 1);
+    int ch;
+    for (ch = 0; ch < 32; ch++) {
+        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), pm, gi, tile + ch, 4);
+        if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[ch]));
+        if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(pm, res + (size_t)ch * ldc));
+        if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+        _mm512_mask_storeu_ps(c + (size_t)ch * ldc, pm, v);
+    }
+}
+
 /* Small-N micro-kernel, transposed: a tile of 32 output channels x np <= IMRET__NT_PIX pixels
    over all of K, with the pixels broadcast from B (packed whole in panels of IMRET__NT_PIX:
    imret__pack_b with nr = 7, kc = K) and 16 channels per zmm, each from two 8-row A panels
    (two ymm loads and an insert: the packed layout stays as it is). 49 pixels (ResNet layer4 at
    224) fill 7 tiles exactly, where 8 x 32 tiles over pixels computed 64 columns. Used up to
    IMRET__SMALL_N pixels: at 196 it lost to the 8 x 32 kernel (see there).
-   The results go to C transposed, through a small buffer, with the epilogue of
-   imret__ukr_avx512: every sum runs over k in the same order with the same FMA, so the bits
-   are the same. a: panel of channels 0..7 at k = 0; the next panels 8 K floats apart. The
+   The results go to C transposed, through a small buffer (imret__store_tile_t): every sum
+   runs over k in the same order with the same FMA, so the bits are the same. a: panel of channels 0..7 at k = 0; the next panels 8 K floats apart. The
    pf_lines cache lines from pf on are prefetched, spread evenly over the k loop. */
 IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float *b, float *c, size_t ldc, int np,
                                               const float *bias, const float *res, int relu, const char *pf, int pf_lines) {
@@ -1848,7 +1866,7 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
     __m512 s00 = _mm512_setzero_ps(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
     __m512 s40 = s00, s41 = s00, s50 = s00, s51 = s00, s60 = s00, s61 = s00;
     float tile[IMRET__NT_PIX][32];
-    int k, px, ch, pl = 0;
+    int k, pl = 0;
     for (k = 0; k < K; k++) {
         __m512 v0;
         __m512 v1;
@@ -1865,17 +1883,7 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
     _mm512_storeu_ps(tile[2], s20); _mm512_storeu_ps(tile[2] + 16, s21); _mm512_storeu_ps(tile[3], s30); _mm512_storeu_ps(tile[3] + 16, s31);
     _mm512_storeu_ps(tile[4], s40); _mm512_storeu_ps(tile[4] + 16, s41); _mm512_storeu_ps(tile[5], s50); _mm512_storeu_ps(tile[5] + 16, s51);
     _mm512_storeu_ps(tile[6], s60); _mm512_storeu_ps(tile[6] + 16, s61);
-    for (ch = 0; ch < 32; ch++) { /* the epilogue of imret__ukr_avx512, in scalar form (max(v, 0) is v > 0 ? v : 0) */
-        float *crow = c + (size_t)ch * ldc;
-        const float *rrow = res ? res + (size_t)ch * ldc : NULL;
-        for (px = 0; px < np; px++) {
-            float v = tile[px][ch];
-            if (bias) v += bias[ch];
-            if (rrow) v += rrow[px];
-            if (relu) v = v > 0.0f ? v : 0.0f;
-            crow[px] = v;
-        }
-    }
+    imret__store_tile_t(tile[0], np, c, ldc, bias, res, relu);
 }
 
 /* Direct transposed kernel: a tile of 32 output channels x 14 pixels (two runs of 7, each
@@ -1898,7 +1906,7 @@ IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pt_body(int K, const f
     __m512 s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51, s60, s61;
     __m512 s70, s71, s80, s81, s90, s91, sa0, sa1, sb0, sb1, sc0, sc1, sd0, sd1;
     float tile[IMRET__PT_PIX][32];
-    int ic, ky, kx, ch, IC = K / (kk * kk);
+    int ic, ky, kx, IC = K / (kk * kk);
     s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = s40 = s41 = s50 = s51 = s60 = s61 = _mm512_setzero_ps();
     s70 = s71 = s80 = s81 = s90 = s91 = sa0 = sa1 = sb0 = sb1 = sc0 = sc1 = sd0 = sd1 = _mm512_setzero_ps();
     for (ic = 0; ic < IC; ic++) {
@@ -1933,18 +1941,7 @@ IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pt_body(int K, const f
     _mm512_storeu_ps(tile[8], s80); _mm512_storeu_ps(tile[8] + 16, s81); _mm512_storeu_ps(tile[9], s90); _mm512_storeu_ps(tile[9] + 16, s91);
     _mm512_storeu_ps(tile[10], sa0); _mm512_storeu_ps(tile[10] + 16, sa1); _mm512_storeu_ps(tile[11], sb0); _mm512_storeu_ps(tile[11] + 16, sb1);
     _mm512_storeu_ps(tile[12], sc0); _mm512_storeu_ps(tile[12] + 16, sc1); _mm512_storeu_ps(tile[13], sd0); _mm512_storeu_ps(tile[13] + 16, sd1);
-    { /* the epilogue of imret__ukr_avx512 per channel row, its 14 pixels gathered from the tile (a
-         scalar transpose took 1.1 of the stem's 2.5 ms) */
-        __m512i gi = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(32));
-        __mmask16 pm = (__mmask16)((1u << np) - 1);
-        for (ch = 0; ch < 32; ch++) {
-            __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), pm, gi, &tile[0][ch], 4);
-            if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[ch]));
-            if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(pm, res + (size_t)ch * ldc));
-            if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(c + (size_t)ch * ldc, pm, v);
-        }
-    }
+    imret__store_tile_t(tile[0], np, c, ldc, bias, res, relu);
 }
 IMRET__AVX512 static void imret__ukr_avx512_pt(int K, const float *a, const float *x, long d2, int kk, size_t plane, int pdw,
                                                int S, float *c, size_t ldc, int np, const float *bias, const float *res,
@@ -2166,11 +2163,11 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
                                   float *out, const imret__epilogue *ep, float *pack, int threads) {
     int panels = (M + IMRET__MR - 1) / IMRET__MR, nr = kern->nr, chunks, shared, inplace;
     long nblocks = imret__nblocks(N), kblocks = (K + IMRET__KC - 1) / IMRET__KC, tiles, t;
-    imret__gemm_plan(M, N, K, threads, &chunks, &shared);
     if (src->pd && imret__direct_ok(kern, M, src->k, src->stride, src->ow)) {
         imret__gemm_direct(kern, M, N, K, A, src, out, ep, threads);
         return;
     }
+    imret__gemm_plan(M, N, K, threads, &chunks, &shared);
     if (shared && kern->ukr_t && N <= IMRET__SMALL_N && M % 32 == 0) {
         imret__gemm_small_n(kern, M, N, K, A, src, out, ep, pack, threads);
         return;
