@@ -1953,6 +1953,18 @@ IMRET__AVX512 static void imret__ukr_avx512_pt(int K, const float *a, const floa
 IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+/* _mm256_maskstore_ps(p, m, v), but a plain store where every lane is set and none where no
+   lane is: the same bytes written. AMD CPUs microcode the masked store: on a Zen 4 (EPYC, 1
+   thread) the Winograd input transform spent most of its time on its gather's masked stores
+   into a local buffer (now plain stores and blends) and the output transform on its scatter's;
+   ResNet-50's Winograd layers took 0.67-0.90x their time without them (bench/ab_layers.sh),
+   the whole forward pass 0.96x; VGG16's features 0.84x. The AVX2 kernels store C with it too
+   (IMRET_SIMD=avx2: ResNet-50 0.89x). */
+IMRET__AVX2 static IMRET__INLINE void imret__maskstore8(float *p, __m256i m, __m256 v) {
+    int bits = _mm256_movemask_ps(_mm256_castsi256_ps(m));
+    if (bits == 0xFF) _mm256_storeu_ps(p, v);
+    else if (bits) _mm256_maskstore_ps(p, m, v);
+}
 
 /* 8 x (8*NB) micro-kernel as two passes of 4 rows x NB ymm: 16 ymm registers hold 4 x NB
    accumulators + NB B vectors + 1 broadcast, so NB <= 3. NB = 3 (8 x 24, the one used) does 12
@@ -1996,7 +2008,7 @@ IMRET__AVX2 static IMRET__INLINE void imret__ukr_avx2_body(int kc, const float *
                     if (res) x = _mm256_add_ps(x, _mm256_maskload_ps(res + (size_t)(half * 4 + i) * ldc + 8 * v, mask[v]));
                     if (relu) x = _mm256_max_ps(x, _mm256_setzero_ps());
                 }
-                _mm256_maskstore_ps(crow + 8 * v, mask[v], x);
+                imret__maskstore8(crow + 8 * v, mask[v], x);
             }
         }
     }
@@ -2381,7 +2393,7 @@ typedef void (*imret__wg_scatter_fn)(float y[4][4][8], float *oplane, const floa
 IMRET__AVX2 static IMRET__INLINE void imret__wg_gather8_avx2(const float *plane, int h, int w, int iy0, int xs, int lane0,
                                                              float d[6][6][8]) {
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
-    const __m256i lanes = _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lane0 - 1));
+    const __m256 lanesf = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lane0 - 1)));
     __m256i m[4];
     int q, r;
     for (q = 0; q < 4; q++) {
@@ -2392,7 +2404,7 @@ IMRET__AVX2 static IMRET__INLINE void imret__wg_gather8_avx2(const float *plane,
         int iy = iy0 + r;
         __m256 v[4], a, b, c, e, t0, t1, t2, t3, o[6];
         if (iy < 0 || iy >= h) {
-            for (q = 0; q < 6; q++) _mm256_maskstore_ps(d[r][q], lanes, _mm256_setzero_ps());
+            for (q = 0; q < 6; q++) _mm256_storeu_ps(d[r][q], _mm256_blendv_ps(_mm256_loadu_ps(d[r][q]), _mm256_setzero_ps(), lanesf));
             continue;
         }
         {
@@ -2409,7 +2421,7 @@ IMRET__AVX2 static IMRET__INLINE void imret__wg_gather8_avx2(const float *plane,
             o[2] = _mm256_shuffle_ps(t1, t3, 0x44); o[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
             o[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(o[0], next), _mm256_set1_ps(x32), 0x80);
             o[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(o[1], next), _mm256_set1_ps(x33), 0x80);
-            for (q = 0; q < 6; q++) _mm256_maskstore_ps(d[r][q], lanes, o[q]);
+            for (q = 0; q < 6; q++) _mm256_storeu_ps(d[r][q], lane0 ? _mm256_blendv_ps(_mm256_loadu_ps(d[r][q]), o[q], lanesf) : o[q]);
         }
     }
 }
@@ -2441,7 +2453,7 @@ IMRET__AVX2 static IMRET__INLINE void imret__wg_scatter8_avx2(float y[4][4][8], 
             __m256 v = o[q];
             if (rplane) v = _mm256_add_ps(v, _mm256_maskload_ps(rplane + at + 8 * q, m[q]));
             if (relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ)); /* v < 0 -> 0: NaN and -0 stay */
-            _mm256_maskstore_ps(oplane + at + 8 * q, m[q], v);
+            imret__maskstore8(oplane + at + 8 * q, m[q], v);
         }
     }
 }
@@ -3014,8 +3026,8 @@ IMRET__AVX2 static void imret__store_4x16(__m256i acc[4][2], float *c, size_t ld
             v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
             v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
         }
-        _mm256_maskstore_ps(crow, m0, v0);
-        _mm256_maskstore_ps(crow + 8, m1, v1);
+        imret__maskstore8(crow, m0, v0);
+        imret__maskstore8(crow + 8, m1, v1);
     }
 }
 
