@@ -2323,8 +2323,9 @@ static void imret__ukr_neon(int kc, const float *a, const float *b, float *c, si
    The transforms work on 8 lanes (8 output channels, or 8 tiles) so they compile to vector
    code; they are instantiated per ISA with the target attribute (the weight transform also
    in AVX-512 intrinsics, two input channels per zmm: it runs on every call of the fused
-   layers). On x86 the 8 tiles' input patches are gathered and their outputs scattered with
-   masked row loads/stores and 4 x 8 transposes (imret__wg_gather8_avx2 /
+   layers). On x86 the input and output transforms are AVX2 code in ymm values (the portable
+   ones are used on aarch64), and the 8 tiles' input patches are gathered and their outputs
+   scattered with masked row loads/stores and 4 x 8 transposes (imret__wg_gather8_avx2 /
    imret__wg_scatter8_avx2) where the tiles lie in at most two tile rows; elsewhere lane by
    lane. Rounding: the constants (1/6, 1/24, ...) and the cancellation in B^T d B make the
    result differ from the direct sum by ~1e-6..1e-5 x max|out| per layer (test_kernels,
@@ -2378,165 +2379,209 @@ static IMRET__INLINE void imret__wg_weights_body(const float *wp, int IC, float 
         }
 }
 
-/* Vector gather / scatter of 8 horizontally adjacent tiles (the SIMD paths; NULL: per lane).
-   gather: d[r][c][l] = the input at row iy0 + r, column xs + 4 l + c (0 outside the h x w
-   plane), r, c < 6, for the lanes l >= lane0 (the others are left as they are).
-   scatter: output row oy0 + i (i < 4, rows < oh), column xs + 4 l + j (j < 4, l < 8, only
-   columns in [0, ow)) = y[i][j][l] (+ residual), ReLU as in the per-lane code. */
-typedef void (*imret__wg_gather_fn)(const float *plane, int h, int w, int iy0, int xs, int lane0, float d[6][6][8]);
-typedef void (*imret__wg_scatter_fn)(float y[4][4][8], float *oplane, const float *rplane, int oh, int ow, int oy0, int xs,
-                                     int relu);
 #if IMRET__X86
-/* Per input row: 4 masked loads, a 4 x 8 transpose (columns 0..3 of the 8 patches) and a
-   one-lane shift (columns 4, 5 are columns 0, 1 of the next tile). perf on VGG16 had shown the
-   per-lane gather (scalar loads into the lanes, an idiv per lane) as the transform's cost. */
-IMRET__AVX2 static IMRET__INLINE void imret__wg_gather8_avx2(const float *plane, int h, int w, int iy0, int xs, int lane0,
-                                                             float d[6][6][8]) {
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
-    const __m256 lanesf = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lane0 - 1)));
-    __m256i m[4];
-    int q, r;
+/* Vector gather / scatter of 8 horizontally adjacent tiles (imret__wg_input_avx2,
+   imret__wg_output_avx2).
+   gather: d[r][c] lane l = the input at row iy0 + r, column xs + 4 l + c (0 outside the h x w
+   plane), r, c < 6, for the lanes l >= lane0 (the others are left as they are).
+   scatter (one output row at orow, its residual row at rrow): column xs + 4 l + j (j < 4, l < 8,
+   only columns in [0, ow)) = yj lane l (+ residual), ReLU as in the per-lane code. */
+/* m[q] lane l: column xs + 8 q + l lies in [0, w) */
+IMRET__AVX2 static IMRET__INLINE void imret__wg_cols8(int xs, int w, __m256i m[4]) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int q;
     for (q = 0; q < 4; q++) {
         __m256i col = _mm256_add_epi32(_mm256_set1_epi32(xs + 8 * q), iota);
         m[q] = _mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(w), col));
     }
-    for (r = 0; r < 6; r++) {
+}
+/* Per input row: 4 masked loads, a 4 x 8 transpose (columns 0..3 of the 8 patches) and a
+   one-lane shift (columns 4, 5 are columns 0, 1 of the next tile). perf on VGG16 had shown the
+   per-lane gather (scalar loads into the lanes, an idiv per lane) as the transform's cost. */
+IMRET__AVX2 static IMRET__INLINE void imret__wg_gather8_avx2(const float *plane, int h, int w, int iy0, int xs, int lane0,
+                                                             __m256 d[6][6]) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+    const __m256 lanesf = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(lane0 - 1)));
+    __m256i m[4];
+    int r;
+    imret__wg_cols8(xs, w, m);
+    for (r = 0; r < 6; r++) { /* named values, not arrays: GCC 12 moved arrays of them through the stack in pieces */
         int iy = iy0 + r;
-        __m256 v[4], a, b, c, e, t0, t1, t2, t3, o[6];
+        __m256 v0, v1, v2, v3, a, b, c, e, t0, t1, t2, t3, o0, o1, o2, o3, o4, o5;
         if (iy < 0 || iy >= h) {
-            for (q = 0; q < 6; q++) _mm256_storeu_ps(d[r][q], _mm256_blendv_ps(_mm256_loadu_ps(d[r][q]), _mm256_setzero_ps(), lanesf));
-            continue;
-        }
-        {
-            const float *row = plane + (size_t)iy * w;
-            float x32 = xs + 32 >= 0 && xs + 32 < w ? row[xs + 32] : 0.0f, x33 = xs + 33 >= 0 && xs + 33 < w ? row[xs + 33] : 0.0f;
-            for (q = 0; q < 4; q++) v[q] = _mm256_maskload_ps(row + ((ptrdiff_t)xs + 8 * q), m[q]);
-            a = _mm256_permute2f128_ps(v[0], v[2], 0x20); /* tiles 0 | 4, columns 0..3 */
-            b = _mm256_permute2f128_ps(v[0], v[2], 0x31); /* tiles 1 | 5 */
-            c = _mm256_permute2f128_ps(v[1], v[3], 0x20); /* tiles 2 | 6 */
-            e = _mm256_permute2f128_ps(v[1], v[3], 0x31); /* tiles 3 | 7 */
+            o0 = o1 = o2 = o3 = o4 = o5 = _mm256_setzero_ps();
+        } else {
+            const float *row = plane + (size_t)iy * w + xs;
+            float x32 = xs + 32 >= 0 && xs + 32 < w ? row[32] : 0.0f, x33 = xs + 33 >= 0 && xs + 33 < w ? row[33] : 0.0f;
+            v0 = _mm256_maskload_ps(row, m[0]); v1 = _mm256_maskload_ps(row + 8, m[1]);
+            v2 = _mm256_maskload_ps(row + 16, m[2]); v3 = _mm256_maskload_ps(row + 24, m[3]);
+            a = _mm256_permute2f128_ps(v0, v2, 0x20); /* tiles 0 | 4, columns 0..3 */
+            b = _mm256_permute2f128_ps(v0, v2, 0x31); /* tiles 1 | 5 */
+            c = _mm256_permute2f128_ps(v1, v3, 0x20); /* tiles 2 | 6 */
+            e = _mm256_permute2f128_ps(v1, v3, 0x31); /* tiles 3 | 7 */
             t0 = _mm256_unpacklo_ps(a, b); t1 = _mm256_unpackhi_ps(a, b);
             t2 = _mm256_unpacklo_ps(c, e); t3 = _mm256_unpackhi_ps(c, e);
-            o[0] = _mm256_shuffle_ps(t0, t2, 0x44); o[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
-            o[2] = _mm256_shuffle_ps(t1, t3, 0x44); o[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
-            o[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(o[0], next), _mm256_set1_ps(x32), 0x80);
-            o[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(o[1], next), _mm256_set1_ps(x33), 0x80);
-            for (q = 0; q < 6; q++) _mm256_storeu_ps(d[r][q], lane0 ? _mm256_blendv_ps(_mm256_loadu_ps(d[r][q]), o[q], lanesf) : o[q]);
+            o0 = _mm256_shuffle_ps(t0, t2, 0x44); o1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            o2 = _mm256_shuffle_ps(t1, t3, 0x44); o3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            o4 = _mm256_blend_ps(_mm256_permutevar8x32_ps(o0, next), _mm256_set1_ps(x32), 0x80);
+            o5 = _mm256_blend_ps(_mm256_permutevar8x32_ps(o1, next), _mm256_set1_ps(x33), 0x80);
         }
+        if (lane0) { /* the second tile row: only lanes >= lane0 */
+            o0 = _mm256_blendv_ps(d[r][0], o0, lanesf); o1 = _mm256_blendv_ps(d[r][1], o1, lanesf);
+            o2 = _mm256_blendv_ps(d[r][2], o2, lanesf); o3 = _mm256_blendv_ps(d[r][3], o3, lanesf);
+            o4 = _mm256_blendv_ps(d[r][4], o4, lanesf); o5 = _mm256_blendv_ps(d[r][5], o5, lanesf);
+        }
+        d[r][0] = o0; d[r][1] = o1; d[r][2] = o2; d[r][3] = o3; d[r][4] = o4; d[r][5] = o5;
     }
 }
 
-/* Per output row: a 4 x 8 transpose of y[i][0..3] into the 32 contiguous outputs of the 8
-   tiles, then 4 masked stores (the residual read with the same masks). */
-IMRET__AVX2 static IMRET__INLINE void imret__wg_scatter8_avx2(float y[4][4][8], float *oplane, const float *rplane, int oh,
-                                                              int ow, int oy0, int xs, int relu) {
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+/* Per output row: a 4 x 8 transpose of y0..y3 into the 32 contiguous outputs of the 8 tiles,
+   then 4 masked stores (the residual read with the same masks m, imret__wg_cols8). */
+IMRET__AVX2 static IMRET__INLINE void imret__wg_scatter8_avx2(__m256 y0, __m256 y1, __m256 y2, __m256 y3, float *orow,
+                                                              const float *rrow, const __m256i m[4], int relu) {
     const __m256 zero = _mm256_setzero_ps();
-    __m256i m[4];
-    int q, i;
-    for (q = 0; q < 4; q++) {
-        __m256i col = _mm256_add_epi32(_mm256_set1_epi32(xs + 8 * q), iota);
-        m[q] = _mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(ow), col));
+    __m256 t0 = _mm256_unpacklo_ps(y0, y1), t1 = _mm256_unpackhi_ps(y0, y1);
+    __m256 t2 = _mm256_unpacklo_ps(y2, y3), t3 = _mm256_unpackhi_ps(y2, y3);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE); /* tiles 0 | 4, 1 | 5 */
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE); /* tiles 2 | 6, 3 | 7 */
+    __m256 o0 = _mm256_permute2f128_ps(u0, u1, 0x20), o1 = _mm256_permute2f128_ps(u2, u3, 0x20);
+    __m256 o2 = _mm256_permute2f128_ps(u0, u1, 0x31), o3 = _mm256_permute2f128_ps(u2, u3, 0x31);
+    if (rrow) {
+        o0 = _mm256_add_ps(o0, _mm256_maskload_ps(rrow, m[0])); o1 = _mm256_add_ps(o1, _mm256_maskload_ps(rrow + 8, m[1]));
+        o2 = _mm256_add_ps(o2, _mm256_maskload_ps(rrow + 16, m[2])); o3 = _mm256_add_ps(o3, _mm256_maskload_ps(rrow + 24, m[3]));
     }
-    for (i = 0; i < 4 && oy0 + i < oh; i++) {
-        __m256 t0 = _mm256_unpacklo_ps(_mm256_loadu_ps(y[i][0]), _mm256_loadu_ps(y[i][1]));
-        __m256 t1 = _mm256_unpackhi_ps(_mm256_loadu_ps(y[i][0]), _mm256_loadu_ps(y[i][1]));
-        __m256 t2 = _mm256_unpacklo_ps(_mm256_loadu_ps(y[i][2]), _mm256_loadu_ps(y[i][3]));
-        __m256 t3 = _mm256_unpackhi_ps(_mm256_loadu_ps(y[i][2]), _mm256_loadu_ps(y[i][3]));
-        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE); /* tiles 0 | 4, 1 | 5 */
-        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE); /* tiles 2 | 6, 3 | 7 */
-        __m256 o[4];
-        ptrdiff_t at = (ptrdiff_t)(oy0 + i) * ow + xs;
-        o[0] = _mm256_permute2f128_ps(u0, u1, 0x20); o[1] = _mm256_permute2f128_ps(u2, u3, 0x20);
-        o[2] = _mm256_permute2f128_ps(u0, u1, 0x31); o[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
-        for (q = 0; q < 4; q++) {
-            __m256 v = o[q];
-            if (rplane) v = _mm256_add_ps(v, _mm256_maskload_ps(rplane + at + 8 * q, m[q]));
-            if (relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ)); /* v < 0 -> 0: NaN and -0 stay */
-            imret__maskstore8(oplane + at + 8 * q, m[q], v);
-        }
+    if (relu) { /* v < 0 -> 0: NaN and -0 stay */
+        o0 = _mm256_blendv_ps(o0, zero, _mm256_cmp_ps(o0, zero, _CMP_LT_OQ));
+        o1 = _mm256_blendv_ps(o1, zero, _mm256_cmp_ps(o1, zero, _CMP_LT_OQ));
+        o2 = _mm256_blendv_ps(o2, zero, _mm256_cmp_ps(o2, zero, _CMP_LT_OQ));
+        o3 = _mm256_blendv_ps(o3, zero, _mm256_cmp_ps(o3, zero, _CMP_LT_OQ));
     }
+    imret__maskstore8(orow, m[0], o0); imret__maskstore8(orow + 8, m[1], o1);
+    imret__maskstore8(orow + 16, m[2], o2); imret__maskstore8(orow + 24, m[3], o3);
 }
 #endif
 
-/* Tiles [t0, t0+nt) of input channels [ic0, ic1) (tile t: output rows 4*(t / tiles_x)..,
-   columns 4*(t % tiles_x)..) -> V[xi][j][ic][nr] = B^T d B, tile t0 + j*nr + lane; lanes past nt
-   are 0. IC is the channel count of the layer (V's layout). */
-static IMRET__INLINE void imret__wg_input_body(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x,
-                                               long t0, int nt, int nr, float *V, imret__wg_gather_fn gather) {
-    int npan = (nt + nr - 1) / nr, ic, g, r, c, l;
-    size_t step = imret__wg_vstep(npan * nr, IC); /* between xi planes */
-    /* the input rectangle of the block's tiles (rows y0..y1, columns x0..x1, clipped): the next
-       channel's part is prefetched while this one is transformed -- the reads of short rows
-       of IC different planes are beyond the hardware prefetcher, and they were the hottest
-       instructions of the transform (perf, VGG16) */
+/* The input rectangle of the block of tiles [t0, t0+nt) (rows y0..y1, columns x0..x1, clipped
+   to the plane): the transforms prefetch the next channel's part while they transform one --
+   the reads of short rows of IC different planes are beyond the hardware prefetcher, and they
+   were the hottest instructions of the transform (perf, VGG16). */
+typedef struct imret__wg_rect { int y0, y1, x0, x1; } imret__wg_rect;
+static imret__wg_rect imret__wg_in_rect(int h, int w, int pad, int tiles_x, long t0, int nt) {
+    imret__wg_rect R;
     long ty0 = t0 / tiles_x, ty1 = (t0 + nt - 1) / tiles_x;
-    int y0 = (int)ty0 * 4 - pad, y1 = (int)ty1 * 4 - pad + 6, x0 = ty0 == ty1 ? (int)(t0 % tiles_x) * 4 - pad : 0;
-    int x1 = ty0 == ty1 ? (int)((t0 + nt - 1) % tiles_x) * 4 - pad + 6 : w;
-    y0 = y0 < 0 ? 0 : y0; y1 = y1 > h ? h : y1; x0 = x0 < 0 ? 0 : x0; x1 = x1 > w ? w : x1;
-    for (ic = ic0; ic < ic1; ic++) {
-        const float *plane = in + (size_t)ic * h * w;
-        if (ic + 1 < ic1) {
-            int y, x;
-            for (y = y0; y < y1; y++)
-                for (x = x0; x < x1 + 15; x += 16) IMRET__PREFETCH(plane + (size_t)h * w + (size_t)y * w + (x < x1 ? x : x1 - 1));
-        }
-        for (g = 0; g * 8 < npan * nr; g++) {
-            float d[6][6][8], e[6][6][8];
-            float *v = V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr;
-            int tx = (int)((t0 + g * 8) % tiles_x), ty = (int)((t0 + g * 8) / tiles_x);
-            if (gather && g * 8 + 8 <= nt && tx + 8 <= 2 * tiles_x) { /* 8 tiles in one or two tile rows */
-                gather(plane, h, w, ty * 4 - pad, tx * 4 - pad, 0, d);
-                if (tx + 8 > tiles_x) /* lanes tiles_x - tx.. are the first tiles of the next row */
-                    gather(plane, h, w, ty * 4 + 4 - pad, -4 * (tiles_x - tx) - pad, tiles_x - tx, d);
-            } else IMRET__WG_L8 {
-                long t = t0 + g * 8 + l;
-                int iy0 = (int)(t / tiles_x) * 4 - pad, ix0 = (int)(t % tiles_x) * 4 - pad;
-                if (g * 8 + l >= nt) {
-                    for (r = 0; r < 6; r++)
-                        for (c = 0; c < 6; c++) d[r][c][l] = 0.0f;
-                } else if (iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= h && ix0 + 6 <= w) {
-                    for (r = 0; r < 6; r++)
-                        for (c = 0; c < 6; c++) d[r][c][l] = plane[(size_t)(iy0 + r) * w + ix0 + c];
-                } else {
-                    for (r = 0; r < 6; r++)
-                        for (c = 0; c < 6; c++) {
-                            int iy = iy0 + r, ix = ix0 + c;
-                            d[r][c][l] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? plane[(size_t)iy * w + ix] : 0.0f;
-                        }
+    R.y0 = (int)ty0 * 4 - pad; R.y1 = (int)ty1 * 4 - pad + 6;
+    R.x0 = ty0 == ty1 ? (int)(t0 % tiles_x) * 4 - pad : 0;
+    R.x1 = ty0 == ty1 ? (int)((t0 + nt - 1) % tiles_x) * 4 - pad + 6 : w;
+    R.y0 = R.y0 < 0 ? 0 : R.y0; R.y1 = R.y1 > h ? h : R.y1; R.x0 = R.x0 < 0 ? 0 : R.x0; R.x1 = R.x1 > w ? w : R.x1;
+    return R;
+}
+static IMRET__INLINE void imret__wg_prefetch_rect(const float *plane, int w, const imret__wg_rect *R) {
+    int y, x;
+    for (y = R->y0; y < R->y1; y++)
+        for (x = R->x0; x < R->x1 + 15; x += 16) IMRET__PREFETCH(plane + (size_t)y * w + (x < R->x1 ? x : R->x1 - 1));
+}
+
+/* d[r][c][l] = the 6x6 input patch of tile t + l (0 outside the plane; lanes l >= n all 0),
+   lane by lane. */
+static IMRET__INLINE void imret__wg_gather_lanes(const float *plane, int h, int w, int pad, int tiles_x, long t, int n,
+                                                 float d[6][6][8]) {
+    int r, c, l;
+    IMRET__WG_L8 {
+        int iy0 = (int)((t + l) / tiles_x) * 4 - pad, ix0 = (int)((t + l) % tiles_x) * 4 - pad;
+        if (l >= n) {
+            for (r = 0; r < 6; r++)
+                for (c = 0; c < 6; c++) d[r][c][l] = 0.0f;
+        } else if (iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= h && ix0 + 6 <= w) {
+            for (r = 0; r < 6; r++)
+                for (c = 0; c < 6; c++) d[r][c][l] = plane[(size_t)(iy0 + r) * w + ix0 + c];
+        } else {
+            for (r = 0; r < 6; r++)
+                for (c = 0; c < 6; c++) {
+                    int iy = iy0 + r, ix = ix0 + c;
+                    d[r][c][l] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? plane[(size_t)iy * w + ix] : 0.0f;
                 }
-            }
-            for (c = 0; c < 6; c++) IMRET__WG_L8 { /* B^T along rows */
-                float d0 = d[0][c][l], d1 = d[1][c][l], d2 = d[2][c][l], d3 = d[3][c][l], d4 = d[4][c][l], d5 = d[5][c][l];
-                e[0][c][l] = 4 * d0 - 5 * d2 + d4;
-                e[1][c][l] = -4 * (d1 + d2) + d3 + d4;
-                e[2][c][l] = 4 * (d1 - d2) - d3 + d4;
-                e[3][c][l] = 2 * (d3 - d1) - d2 + d4;
-                e[4][c][l] = 2 * (d1 - d3) - d2 + d4;
-                e[5][c][l] = 4 * d1 - 5 * d3 + d5;
-            }
-            for (r = 0; r < 6; r++) { /* B along columns, into the packed panels */
-                float o[6][8];
-                IMRET__WG_L8 {
-                    float d0 = e[r][0][l], d1 = e[r][1][l], d2 = e[r][2][l], d3 = e[r][3][l], d4 = e[r][4][l], d5 = e[r][5][l];
-                    o[0][l] = 4 * d0 - 5 * d2 + d4;
-                    o[1][l] = -4 * (d1 + d2) + d3 + d4;
-                    o[2][l] = 4 * (d1 - d2) - d3 + d4;
-                    o[3][l] = 2 * (d3 - d1) - d2 + d4;
-                    o[4][l] = 2 * (d1 - d3) - d2 + d4;
-                    o[5][l] = 4 * d1 - 5 * d3 + d5;
-                }
-                for (c = 0; c < 6; c++) memcpy(v + (size_t)(r * 6 + c) * step, o[c], sizeof o[c]);
-            }
         }
     }
 }
 
+/* The n <= 8 output tiles t.. of y[i][j][l] (+ residual, ReLU), lane by lane, clipped to oh x ow. */
+static IMRET__INLINE void imret__wg_store_lanes(float y[4][4][8], float *oplane, const float *rplane, int oh, int ow, long t, int n,
+                                                int tiles_x, int relu) {
+    int i, j, l;
+    for (l = 0; l < n; l++) {
+        int oy0 = (int)((t + l) / tiles_x) * 4, ox0 = (int)((t + l) % tiles_x) * 4;
+        for (i = 0; i < 4 && oy0 + i < oh; i++)
+            for (j = 0; j < 4 && ox0 + j < ow; j++) {
+                size_t at = (size_t)(oy0 + i) * ow + ox0 + j;
+                float v = y[i][j][l];
+                if (rplane) v += rplane[at];
+                if (relu && v < 0.0f) v = 0.0f;
+                oplane[at] = v;
+            }
+    }
+}
+
+/* B^T x of the 6 values x0..x5 into o0..o5 (the rows, then the columns, of B^T d B); OPS
+   supplies mul / add / sub and the constant c(v), so that the portable and the AVX2 input
+   transforms run the same operations in the same order. */
+#define IMRET__WG_BT6(MUL, ADD, SUB, C, x0, x1, x2, x3, x4, x5, o0, o1, o2, o3, o4, o5)                               \
+    do {                                                                                                             \
+        o0 = ADD(SUB(MUL(C(4), x0), MUL(C(5), x2)), x4);                                                             \
+        o1 = ADD(ADD(MUL(C(-4), ADD(x1, x2)), x3), x4);                                                              \
+        o2 = ADD(SUB(MUL(C(4), SUB(x1, x2)), x3), x4);                                                               \
+        o3 = ADD(SUB(MUL(C(2), SUB(x3, x1)), x2), x4);                                                               \
+        o4 = ADD(SUB(MUL(C(2), SUB(x1, x3)), x2), x4);                                                               \
+        o5 = ADD(SUB(MUL(C(4), x1), MUL(C(5), x3)), x5);                                                             \
+    } while (0)
+#define IMRET__WG_SMUL(a, b) ((a) * (b))
+#define IMRET__WG_SADD(a, b) ((a) + (b))
+#define IMRET__WG_SSUB(a, b) ((a) - (b))
+#define IMRET__WG_SC(v) ((float)(v))
+
+/* Tiles [t0, t0+nt) of input channels [ic0, ic1) (tile t: output rows 4*(t / tiles_x)..,
+   columns 4*(t % tiles_x)..) -> V[xi][j][ic][nr] = B^T d B, tile t0 + j*nr + lane; lanes past nt
+   are 0. IC is the channel count of the layer (V's layout). The portable form, 8 tiles at a
+   time; x86 has its own in registers (imret__wg_input_avx2). */
+static void imret__wg_input_generic(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x, long t0,
+                                    int nt, int nr, float *V) {
+    int npan = (nt + nr - 1) / nr, ic, g, r, c, l;
+    size_t step = imret__wg_vstep(npan * nr, IC); /* between xi planes */
+    imret__wg_rect R = imret__wg_in_rect(h, w, pad, tiles_x, t0, nt);
+    for (ic = ic0; ic < ic1; ic++) {
+        const float *plane = in + (size_t)ic * h * w;
+        if (ic + 1 < ic1) imret__wg_prefetch_rect(plane + (size_t)h * w, w, &R);
+        for (g = 0; g * 8 < npan * nr; g++) {
+            float d[6][6][8], e[6][6][8];
+            float *v = V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr;
+            imret__wg_gather_lanes(plane, h, w, pad, tiles_x, t0 + g * 8, nt - g * 8, d);
+            for (c = 0; c < 6; c++) IMRET__WG_L8 /* B^T along rows */
+                IMRET__WG_BT6(IMRET__WG_SMUL, IMRET__WG_SADD, IMRET__WG_SSUB, IMRET__WG_SC, d[0][c][l], d[1][c][l], d[2][c][l],
+                              d[3][c][l], d[4][c][l], d[5][c][l], e[0][c][l], e[1][c][l], e[2][c][l], e[3][c][l], e[4][c][l],
+                              e[5][c][l]);
+            for (r = 0; r < 6; r++) IMRET__WG_L8 /* B along columns, into the packed panels */
+                IMRET__WG_BT6(IMRET__WG_SMUL, IMRET__WG_SADD, IMRET__WG_SSUB, IMRET__WG_SC, e[r][0][l], e[r][1][l], e[r][2][l],
+                              e[r][3][l], e[r][4][l], e[r][5][l], v[(size_t)(r * 6) * step + l], v[(size_t)(r * 6 + 1) * step + l],
+                              v[(size_t)(r * 6 + 2) * step + l], v[(size_t)(r * 6 + 3) * step + l],
+                              v[(size_t)(r * 6 + 4) * step + l], v[(size_t)(r * 6 + 5) * step + l]);
+        }
+    }
+}
+
+/* A^T x of the 6 values x0..x5 into o0..o3 (the rows, then the columns, of A^T m A), with the
+   operations of IMRET__WG_BT6. */
+#define IMRET__WG_AT6(MUL, ADD, SUB, C, x0, x1, x2, x3, x4, x5, o0, o1, o2, o3)                                        \
+    do {                                                                                                             \
+        o0 = ADD(ADD(ADD(ADD(x0, x1), x2), x3), x4);                                                                 \
+        o1 = ADD(SUB(x1, x2), MUL(C(2), SUB(x3, x4)));                                                               \
+        o2 = ADD(ADD(x1, x2), MUL(C(4), ADD(x3, x4)));                                                               \
+        o3 = ADD(ADD(SUB(x1, x2), MUL(C(8), SUB(x3, x4))), x5);                                                      \
+    } while (0)
+
 /* Output channels [oc0, oc1) of the block's Mb[xi][M][ldm] -> A^T m A + epilogue, clipped
-   to the oh x ow output. */
-static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,
-                                                int ow, float *out, const imret__epilogue *ep, int oc0, int oc1,
-                                                imret__wg_scatter_fn scatter) {
+   to the oh x ow output. The portable form; x86 has its own in registers
+   (imret__wg_output_avx2). */
+static void imret__wg_output_generic(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh, int ow, float *out,
+                                     const imret__epilogue *ep, int oc0, int oc1) {
     int oc, g, i, j, l;
     size_t step = imret__wg_mstep(M, ldm); /* between xi planes */
     for (oc = oc0; oc < oc1; oc++) {
@@ -2546,60 +2591,126 @@ static IMRET__INLINE void imret__wg_output_body(const float *Mb, int M, int ldm,
         for (g = 0; g * 8 < nt; g++) {
             float s[4][6][8], y[4][4][8];
             const float *m = Mb + (size_t)oc * ldm + g * 8;
-            for (j = 0; j < 6; j++) IMRET__WG_L8 { /* A^T along rows */
-                float m0 = m[(size_t)j * step + l], m1 = m[(size_t)(6 + j) * step + l], m2 = m[(size_t)(12 + j) * step + l];
-                float m3 = m[(size_t)(18 + j) * step + l], m4 = m[(size_t)(24 + j) * step + l], m5 = m[(size_t)(30 + j) * step + l];
-                s[0][j][l] = m0 + m1 + m2 + m3 + m4;
-                s[1][j][l] = m1 - m2 + 2 * (m3 - m4);
-                s[2][j][l] = m1 + m2 + 4 * (m3 + m4);
-                s[3][j][l] = m1 - m2 + 8 * (m3 - m4) + m5;
+            for (j = 0; j < 6; j++) IMRET__WG_L8 /* A^T along rows */
+                IMRET__WG_AT6(IMRET__WG_SMUL, IMRET__WG_SADD, IMRET__WG_SSUB, IMRET__WG_SC, m[(size_t)j * step + l],
+                              m[(size_t)(6 + j) * step + l], m[(size_t)(12 + j) * step + l], m[(size_t)(18 + j) * step + l],
+                              m[(size_t)(24 + j) * step + l], m[(size_t)(30 + j) * step + l], s[0][j][l], s[1][j][l], s[2][j][l],
+                              s[3][j][l]);
+            for (i = 0; i < 4; i++) IMRET__WG_L8 { /* A along columns, + bias */
+                IMRET__WG_AT6(IMRET__WG_SMUL, IMRET__WG_SADD, IMRET__WG_SSUB, IMRET__WG_SC, s[i][0][l], s[i][1][l], s[i][2][l],
+                              s[i][3][l], s[i][4][l], s[i][5][l], y[i][0][l], y[i][1][l], y[i][2][l], y[i][3][l]);
+                for (j = 0; j < 4; j++) y[i][j][l] += bias;
             }
-            for (i = 0; i < 4; i++) IMRET__WG_L8 { /* A along columns */
-                float m0 = s[i][0][l], m1 = s[i][1][l], m2 = s[i][2][l], m3 = s[i][3][l], m4 = s[i][4][l], m5 = s[i][5][l];
-                y[i][0][l] = m0 + m1 + m2 + m3 + m4 + bias;
-                y[i][1][l] = m1 - m2 + 2 * (m3 - m4) + bias;
-                y[i][2][l] = m1 + m2 + 4 * (m3 + m4) + bias;
-                y[i][3][l] = m1 - m2 + 8 * (m3 - m4) + m5 + bias;
+            imret__wg_store_lanes(y, oplane, rplane, oh, ow, t0 + g * 8, nt - g * 8 < 8 ? nt - g * 8 : 8, tiles_x, ep->relu);
+        }
+    }
+}
+
+/* Weight transform instances (the body inlined into each). */
+#define IMRET__WG_INSTANCES(sfx, attr)                                                                               \
+    attr static void imret__wg_weights_##sfx(const float *wp, int IC, float *U, int p0, int p1, size_t xstep,        \
+                                             int pbase) {                                                            \
+        imret__wg_weights_body(wp, IC, U, p0, p1, xstep, pbase);                                                     \
+    }
+IMRET__WG_INSTANCES(generic, )
+#if IMRET__X86
+IMRET__WG_INSTANCES(avx2, IMRET__AVX2)
+#define IMRET__WG_VC(v) _mm256_set1_ps((float)(v))
+/* imret__wg_input_generic on 8 tiles per ymm, the patches and their transforms in ymm values
+   (imret__wg_gather8_avx2 where the 8 tiles lie in at most two tile rows, else lane by lane):
+   the same operations, the same bits. The portable form, compiled for AVX2, had GCC 12 copy
+   its 8-float rows through the stack in 16-byte halves (and some through general registers).
+   With imret__wg_output_avx2, bench/ab_layers.sh on a Zen 4, 1 thread: ResNet-50's Winograd
+   layers 0.87-0.88x their time at 56x56, 0.92-0.93 at 28x28, 0.96-0.98 at 14x14, the forward
+   pass 0.992 (2 threads 0.95); VGG16's features 0.948. */
+IMRET__AVX2 static void imret__wg_input_avx2(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x,
+                                             long t0, int nt, int nr, float *V) {
+    int npan = (nt + nr - 1) / nr, ic, g, r, c;
+    size_t step = imret__wg_vstep(npan * nr, IC); /* between xi planes */
+    imret__wg_rect R = imret__wg_in_rect(h, w, pad, tiles_x, t0, nt);
+    for (ic = ic0; ic < ic1; ic++) {
+        const float *plane = in + (size_t)ic * h * w;
+        if (ic + 1 < ic1) imret__wg_prefetch_rect(plane + (size_t)h * w, w, &R);
+        for (g = 0; g * 8 < npan * nr; g++) {
+            __m256 d[6][6], e[6][6];
+            float *v = V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr;
+            int tx = (int)((t0 + g * 8) % tiles_x), ty = (int)((t0 + g * 8) / tiles_x);
+            if (g * 8 + 8 <= nt && tx + 8 <= 2 * tiles_x) { /* 8 tiles in one or two tile rows */
+                imret__wg_gather8_avx2(plane, h, w, ty * 4 - pad, tx * 4 - pad, 0, d);
+                if (tx + 8 > tiles_x) /* lanes tiles_x - tx.. are the first tiles of the next row */
+                    imret__wg_gather8_avx2(plane, h, w, ty * 4 + 4 - pad, -4 * (tiles_x - tx) - pad, tiles_x - tx, d);
+            } else {
+                float dl[6][6][8];
+                imret__wg_gather_lanes(plane, h, w, pad, tiles_x, t0 + g * 8, nt - g * 8, dl);
+                for (r = 0; r < 6; r++)
+                    for (c = 0; c < 6; c++) d[r][c] = _mm256_loadu_ps(dl[r][c]);
             }
-            if (scatter && g * 8 + 8 <= nt && (t0 + g * 8) % tiles_x + 8 <= 2 * tiles_x) { /* 8 tiles in one or two rows */
-                int tx = (int)((t0 + g * 8) % tiles_x), ty = (int)((t0 + g * 8) / tiles_x);
-                scatter(y, oplane, rplane, oh, ow, ty * 4, tx * 4, ep->relu); /* lanes past the row: columns >= ow */
-                if (tx + 8 > tiles_x) scatter(y, oplane, rplane, oh, ow, ty * 4 + 4, -4 * (tiles_x - tx), ep->relu);
-                continue;
-            }
-            for (l = 0; l < 8 && g * 8 + l < nt; l++) {
-                long t = t0 + g * 8 + l;
-                int oy0 = (int)(t / tiles_x) * 4, ox0 = (int)(t % tiles_x) * 4;
-                for (i = 0; i < 4 && oy0 + i < oh; i++)
-                    for (j = 0; j < 4 && ox0 + j < ow; j++) {
-                        size_t at = (size_t)(oy0 + i) * ow + ox0 + j;
-                        float v = y[i][j][l];
-                        if (rplane) v += rplane[at];
-                        if (ep->relu && v < 0.0f) v = 0.0f;
-                        oplane[at] = v;
-                    }
+            for (c = 0; c < 6; c++) /* B^T along rows */
+                IMRET__WG_BT6(_mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, IMRET__WG_VC, d[0][c], d[1][c], d[2][c], d[3][c], d[4][c],
+                              d[5][c], e[0][c], e[1][c], e[2][c], e[3][c], e[4][c], e[5][c]);
+            for (r = 0; r < 6; r++) { /* B along columns, into the packed panels */
+                __m256 o0, o1, o2, o3, o4, o5;
+                IMRET__WG_BT6(_mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, IMRET__WG_VC, e[r][0], e[r][1], e[r][2], e[r][3], e[r][4],
+                              e[r][5], o0, o1, o2, o3, o4, o5);
+                _mm256_storeu_ps(v + (size_t)(r * 6) * step, o0);
+                _mm256_storeu_ps(v + (size_t)(r * 6 + 1) * step, o1);
+                _mm256_storeu_ps(v + (size_t)(r * 6 + 2) * step, o2);
+                _mm256_storeu_ps(v + (size_t)(r * 6 + 3) * step, o3);
+                _mm256_storeu_ps(v + (size_t)(r * 6 + 4) * step, o4);
+                _mm256_storeu_ps(v + (size_t)(r * 6 + 5) * step, o5);
             }
         }
     }
 }
 
-/* One instance of the three transforms per ISA (the bodies are inlined into each). */
-#define IMRET__WG_INSTANCES(sfx, attr, gather, scatter)                                                              \
-    attr static void imret__wg_weights_##sfx(const float *wp, int IC, float *U, int p0, int p1, size_t xstep,        \
-                                             int pbase) {                                                            \
-        imret__wg_weights_body(wp, IC, U, p0, p1, xstep, pbase);                                                     \
-    }                                                                                                                \
-    attr static void imret__wg_input_##sfx(const float *in, int IC, int ic0, int ic1, int h, int w, int pad,         \
-                                           int tiles_x, long t0, int nt, int nr, float *V) {                         \
-        imret__wg_input_body(in, IC, ic0, ic1, h, w, pad, tiles_x, t0, nt, nr, V, gather);                           \
-    }                                                                                                                \
-    attr static void imret__wg_output_##sfx(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh,   \
-                                            int ow, float *out, const imret__epilogue *ep, int oc0, int oc1) {       \
-        imret__wg_output_body(Mb, M, ldm, t0, nt, tiles_x, oh, ow, out, ep, oc0, oc1, scatter);                      \
+/* imret__wg_output_generic on 8 tiles per ymm, in ymm values, each output row scattered as it
+   is computed (imret__wg_scatter8_avx2 where the 8 tiles lie in at most two tile rows, else
+   lane by lane): the same operations, the same bits. */
+IMRET__AVX2 static void imret__wg_output_avx2(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh, int ow,
+                                              float *out, const imret__epilogue *ep, int oc0, int oc1) {
+    int oc, g, i, j;
+    size_t step = imret__wg_mstep(M, ldm); /* between xi planes */
+    for (oc = oc0; oc < oc1; oc++) {
+        __m256 bias = _mm256_set1_ps(ep->bias ? ep->bias[oc] : 0.0f);
+        float *oplane = out + (size_t)oc * oh * ow;
+        const float *rplane = ep->residual ? ep->residual + (size_t)oc * oh * ow : NULL;
+        for (g = 0; g * 8 < nt; g++) {
+            const float *m = Mb + (size_t)oc * ldm + g * 8;
+            int tx = (int)((t0 + g * 8) % tiles_x), ty = (int)((t0 + g * 8) / tiles_x);
+            int vec = g * 8 + 8 <= nt && tx + 8 <= 2 * tiles_x, two = tx + 8 > tiles_x; /* 8 tiles in one or two rows */
+            __m256 s[4][6];
+            __m256i ma[4], mb[4];
+            float yl[4][4][8];
+            for (j = 0; j < 6; j++) /* A^T along rows */
+                IMRET__WG_AT6(_mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, IMRET__WG_VC, _mm256_loadu_ps(m + (size_t)j * step),
+                              _mm256_loadu_ps(m + (size_t)(6 + j) * step), _mm256_loadu_ps(m + (size_t)(12 + j) * step),
+                              _mm256_loadu_ps(m + (size_t)(18 + j) * step), _mm256_loadu_ps(m + (size_t)(24 + j) * step),
+                              _mm256_loadu_ps(m + (size_t)(30 + j) * step), s[0][j], s[1][j], s[2][j], s[3][j]);
+            if (vec) {
+                imret__wg_cols8(tx * 4, ow, ma); /* lanes past the row: columns >= ow */
+                if (two) imret__wg_cols8(-4 * (tiles_x - tx), ow, mb);
+            }
+            for (i = 0; i < 4; i++) { /* A along columns, + bias */
+                __m256 y0, y1, y2, y3;
+                IMRET__WG_AT6(_mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, IMRET__WG_VC, s[i][0], s[i][1], s[i][2], s[i][3], s[i][4],
+                              s[i][5], y0, y1, y2, y3);
+                y0 = _mm256_add_ps(y0, bias); y1 = _mm256_add_ps(y1, bias);
+                y2 = _mm256_add_ps(y2, bias); y3 = _mm256_add_ps(y3, bias);
+                if (vec) {
+                    size_t at = (size_t)(ty * 4 + i) * ow + (size_t)tx * 4;
+                    if (ty * 4 + i < oh) imret__wg_scatter8_avx2(y0, y1, y2, y3, oplane + at, rplane ? rplane + at : NULL, ma, ep->relu);
+                    at = (size_t)(ty * 4 + 4 + i) * ow - (size_t)4 * (tiles_x - tx);
+                    if (two && ty * 4 + 4 + i < oh)
+                        imret__wg_scatter8_avx2(y0, y1, y2, y3, oplane + at, rplane ? rplane + at : NULL, mb, ep->relu);
+                } else {
+                    _mm256_storeu_ps(yl[i][0], y0); _mm256_storeu_ps(yl[i][1], y1);
+                    _mm256_storeu_ps(yl[i][2], y2); _mm256_storeu_ps(yl[i][3], y3);
+                }
+            }
+            if (!vec) imret__wg_store_lanes(yl, oplane, rplane, oh, ow, t0 + g * 8, nt - g * 8 < 8 ? nt - g * 8 : 8, tiles_x, ep->relu);
+        }
     }
-IMRET__WG_INSTANCES(generic, , NULL, NULL)
-#if IMRET__X86
-IMRET__WG_INSTANCES(avx2, IMRET__AVX2, imret__wg_gather8_avx2, imret__wg_scatter8_avx2)
+}
 /* The weight transform on 16 lanes: two input channels of a panel per zmm (their 8-float
    rows are 72 floats apart in wp and adjacent in U), the operations of
    imret__wg_weights_body in the same order, so U gets the same bits (an odd last channel
