@@ -1886,6 +1886,53 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
     imret__store_tile_t(tile[0], np, c, ldc, bias, res, relu);
 }
 
+/* imret__ukr_avx512_t in ymm: each k's 32 weights are the four 8-row panels' own ymm loads,
+   and each pixel is broadcast once for all four (28 ymm accumulators, in AVX-512VL's 32 ymm
+   registers): the same FMA per lane in the same k order, the same bits. Used on CPUs other than
+   Intel's (imret__kernels_for): a Zen 4 runs a 256-bit FMA pair as fast as one 512-bit FMA, and
+   the two zmm inserts per 14 FMAs held the zmm form to 94 GFLOP/s there, where this one ran at
+   115 (hot caches, K = 512; peak 116). ResNet-50 at 224, bench/ab_layers.sh: layer4's 1x1
+   convolutions 0.91x their time at 1 thread and 0.88-0.91x at 2, the forward pass 0.983 / 0.975.
+   An Intel Xeon with two 512-bit FMA units would run it at half the zmm form's rate. */
+#define IMRET__YFMA4(x, w0, w1, w2, w3, s0, s1, s2, s3)                                                                 \
+    do {                                                                                                             \
+        __m256 bx_ = _mm256_set1_ps(x);                                                                              \
+        s0 = _mm256_fmadd_ps(bx_, w0, s0);                                                                           \
+        s1 = _mm256_fmadd_ps(bx_, w1, s1);                                                                           \
+        s2 = _mm256_fmadd_ps(bx_, w2, s2);                                                                           \
+        s3 = _mm256_fmadd_ps(bx_, w3, s3);                                                                           \
+    } while (0)
+IMRET__AVX512 static void imret__ukr_avx512_ty(int K, const float *a, const float *b, float *c, size_t ldc, int np,
+                                               const float *bias, const float *res, int relu, const char *pf, int pf_lines) {
+    const float *a1 = a + (size_t)8 * K, *a2 = a + (size_t)16 * K, *a3 = a + (size_t)24 * K;
+    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+    __m256 s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00;
+    __m256 s40 = s00, s41 = s00, s42 = s00, s43 = s00, s50 = s00, s51 = s00, s52 = s00, s53 = s00;
+    __m256 s60 = s00, s61 = s00, s62 = s00, s63 = s00;
+    float tile[IMRET__NT_PIX][32];
+    int k, pl = 0;
+    for (k = 0; k < K; k++) {
+        __m256 w0 = _mm256_loadu_ps(a + 8 * k), w1 = _mm256_loadu_ps(a1 + 8 * k), w2 = _mm256_loadu_ps(a2 + 8 * k);
+        __m256 w3 = _mm256_loadu_ps(a3 + 8 * k);
+        const float *bk = b + (size_t)IMRET__NT_PIX * k;
+        if (pl < pf_lines && (long)pl * K <= (long)k * pf_lines) IMRET__PREFETCH(pf + (size_t)64 * pl++);
+        IMRET__YFMA4(bk[0], w0, w1, w2, w3, s00, s01, s02, s03); IMRET__YFMA4(bk[1], w0, w1, w2, w3, s10, s11, s12, s13);
+        IMRET__YFMA4(bk[2], w0, w1, w2, w3, s20, s21, s22, s23); IMRET__YFMA4(bk[3], w0, w1, w2, w3, s30, s31, s32, s33);
+        IMRET__YFMA4(bk[4], w0, w1, w2, w3, s40, s41, s42, s43); IMRET__YFMA4(bk[5], w0, w1, w2, w3, s50, s51, s52, s53);
+        IMRET__YFMA4(bk[6], w0, w1, w2, w3, s60, s61, s62, s63);
+    }
+#define IMRET__YST4(i, q0, q1, q2, q3)                                                                                \
+    do {                                                                                                             \
+        _mm256_storeu_ps(tile[i], q0); _mm256_storeu_ps(tile[i] + 8, q1);                                            \
+        _mm256_storeu_ps(tile[i] + 16, q2); _mm256_storeu_ps(tile[i] + 24, q3);                                      \
+    } while (0)
+    IMRET__YST4(0, s00, s01, s02, s03); IMRET__YST4(1, s10, s11, s12, s13); IMRET__YST4(2, s20, s21, s22, s23);
+    IMRET__YST4(3, s30, s31, s32, s33); IMRET__YST4(4, s40, s41, s42, s43); IMRET__YST4(5, s50, s51, s52, s53);
+    IMRET__YST4(6, s60, s61, s62, s63);
+#undef IMRET__YST4
+    imret__store_tile_t(tile[0], np, c, ldc, bias, res, relu);
+}
+
 /* Direct transposed kernel: a tile of 32 output channels x 14 pixels (two runs of 7, each
    within an output row) over all of K, reading the pixels straight from zero-padded input
    planes (imret__bsrc_pad): tap (ic, ky, kx) of pixel i < 7 is x[ic * plane + ky * pdw + kx +
@@ -2905,7 +2952,8 @@ static imret__kernels imret__kernels_for(imret_simd level) {
 #if IMRET__X86
     if (k.level == IMRET_SIMD_AVX512) {
         k.nr = 32; k.ukr = imret__ukr_avx512; k.ukr16 = imret__ukr_avx512_p16; k.ukr_d = imret__ukr_avx512_d;
-        k.ukr_t = imret__ukr_avx512_t; k.ukr_pt = imret__ukr_avx512_pt;
+        k.ukr_t = imret__cpu_features() & IMRET__CPU_INTEL ? imret__ukr_avx512_t : imret__ukr_avx512_ty;
+        k.ukr_pt = imret__ukr_avx512_pt;
         k.maxpool = imret__maxpool_rows_avx512;
     }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }

@@ -147,10 +147,19 @@ static int test_gemm(void) {
                             free(pack);
                             case_free(&c);
                         }
-        if (kern.ukr_t) { /* the transposed small-N kernel: output channels a multiple of 32 */
+        if (kern.ukr_t) { /* the transposed small-N kernel: output channels a multiple of 32 (both AVX-512 forms, zmm and
+                             ymm, whichever imret__kernels_for picks on this CPU) */
             static const int outs[] = {32, 96};
             imret__kernels plain = kern;
+            int form, forms = 1;
             plain.ukr_t = NULL;
+#if IMRET__X86
+            if (kern.level == IMRET_SIMD_AVX512) forms = 2;
+#endif
+            for (form = 0; form < forms; form++) {
+#if IMRET__X86
+            if (forms == 2) kern.ukr_t = form ? imret__ukr_avx512_ty : imret__ukr_avx512_t;
+#endif
             for (ci = 0; ci < 7; ci += 2)
                 for (si = 0; si < 5; si++)
                     for (ki = 0; ki < 3; ki++)
@@ -187,6 +196,7 @@ static int test_gemm(void) {
                             free(pack); free(o3);
                             case_free(&c);
                         }
+            }
         }
         if (kern.ukr_pt) { /* the direct kernel (imret__gemm_direct): output rows of 7, 14, 21, 28 and 56 pixels
                                (49 and 63 pixels end on a 7-pixel tile), stride 1 and 2, k 3 and 7, output
