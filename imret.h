@@ -1902,6 +1902,12 @@ IMRET__AVX512 static void imret__ukr_avx512_t(int K, const float *a, const float
         s2 = _mm256_fmadd_ps(bx_, w2, s2);                                                                           \
         s3 = _mm256_fmadd_ps(bx_, w3, s3);                                                                           \
     } while (0)
+/* the four ymm accumulators of pixel i into row i of a transposed kernel's tile */
+#define IMRET__YST4(i, q0, q1, q2, q3)                                                                                \
+    do {                                                                                                             \
+        _mm256_storeu_ps(tile[i], q0); _mm256_storeu_ps(tile[i] + 8, q1);                                            \
+        _mm256_storeu_ps(tile[i] + 16, q2); _mm256_storeu_ps(tile[i] + 24, q3);                                      \
+    } while (0)
 IMRET__AVX512 static void imret__ukr_avx512_ty(int K, const float *a, const float *b, float *c, size_t ldc, int np,
                                                const float *bias, const float *res, int relu, const char *pf, int pf_lines) {
     const float *a1 = a + (size_t)8 * K, *a2 = a + (size_t)16 * K, *a3 = a + (size_t)24 * K;
@@ -1921,15 +1927,9 @@ IMRET__AVX512 static void imret__ukr_avx512_ty(int K, const float *a, const floa
         IMRET__YFMA4(bk[4], w0, w1, w2, w3, s40, s41, s42, s43); IMRET__YFMA4(bk[5], w0, w1, w2, w3, s50, s51, s52, s53);
         IMRET__YFMA4(bk[6], w0, w1, w2, w3, s60, s61, s62, s63);
     }
-#define IMRET__YST4(i, q0, q1, q2, q3)                                                                                \
-    do {                                                                                                             \
-        _mm256_storeu_ps(tile[i], q0); _mm256_storeu_ps(tile[i] + 8, q1);                                            \
-        _mm256_storeu_ps(tile[i] + 16, q2); _mm256_storeu_ps(tile[i] + 24, q3);                                      \
-    } while (0)
     IMRET__YST4(0, s00, s01, s02, s03); IMRET__YST4(1, s10, s11, s12, s13); IMRET__YST4(2, s20, s21, s22, s23);
     IMRET__YST4(3, s30, s31, s32, s33); IMRET__YST4(4, s40, s41, s42, s43); IMRET__YST4(5, s50, s51, s52, s53);
     IMRET__YST4(6, s60, s61, s62, s63);
-#undef IMRET__YST4
     imret__store_tile_t(tile[0], np, c, ldc, bias, res, relu);
 }
 
@@ -1995,6 +1995,64 @@ IMRET__AVX512 static void imret__ukr_avx512_pt(int K, const float *a, const floa
                                                int relu) {
     if (S == 1) imret__ukr_avx512_pt_body(K, a, x, d2, kk, plane, pdw, c, ldc, np, bias, res, relu, 1);
     else imret__ukr_avx512_pt_body(K, a, x, d2, kk, plane, pdw, c, ldc, np, bias, res, relu, 2);
+}
+
+/* imret__ukr_avx512_pt in ymm, for CPUs other than Intel's (see imret__ukr_avx512_ty): one
+   run of 7 pixels at a time (the second run after the first), 28 ymm accumulators, the four
+   8-row weight panels' own ymm loads; the same FMA per lane in the same order, the same bits.
+   It reads the weights twice per tile, so it is used only where a 32-channel block of them is
+   at most IMRET__PTY_MAX_K x 128 bytes (L2). Zen 4, hot caches (bench_gemm shapes): ResNet-50's
+   stem (K = 147) 94 -> 113 GFLOP/s, 3x3/2 at K = 1152 and 2304 108 -> 113, but K = 4608
+   (layer4) 100-105 -> 81-95. */
+#define IMRET__PTY_MAX_K 2304
+IMRET__AVX512 static IMRET__INLINE void imret__ukr_avx512_pty_run(int K, const float *a, const float *x, int kk, size_t plane,
+                                                                   int pdw, float tile[][32], const int S) {
+    const float *a1 = a + (size_t)8 * K, *a2 = a + (size_t)16 * K, *a3 = a + (size_t)24 * K;
+    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+    __m256 s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00;
+    __m256 s40 = s00, s41 = s00, s42 = s00, s43 = s00, s50 = s00, s51 = s00, s52 = s00, s53 = s00;
+    __m256 s60 = s00, s61 = s00, s62 = s00, s63 = s00;
+    int ic, ky, kx, IC = K / (kk * kk);
+    for (ic = 0; ic < IC; ic++) {
+        const float *xp = x + (size_t)ic * plane;
+        if (ic + IMRET__PT_PF < IC) /* as imret__ukr_avx512_pt_body */
+            for (ky = 0; ky < kk; ky++) {
+                IMRET__PREFETCH(xp + IMRET__PT_PF * plane + (size_t)ky * pdw);
+                IMRET__PREFETCH(xp + IMRET__PT_PF * plane + (size_t)ky * pdw + 6 * S + kk - 1);
+            }
+        for (ky = 0; ky < kk; ky++, xp += pdw)
+            for (kx = 0; kx < kk; kx++) {
+                __m256 w0 = _mm256_loadu_ps(a), w1 = _mm256_loadu_ps(a1), w2 = _mm256_loadu_ps(a2), w3 = _mm256_loadu_ps(a3);
+                const float *xk = xp + kx;
+                IMRET__OPAQUE(xk);
+                IMRET__YFMA4(xk[0], w0, w1, w2, w3, s00, s01, s02, s03); IMRET__YFMA4(xk[S], w0, w1, w2, w3, s10, s11, s12, s13);
+                IMRET__YFMA4(xk[2 * S], w0, w1, w2, w3, s20, s21, s22, s23);
+                IMRET__YFMA4(xk[3 * S], w0, w1, w2, w3, s30, s31, s32, s33);
+                IMRET__YFMA4(xk[4 * S], w0, w1, w2, w3, s40, s41, s42, s43);
+                IMRET__YFMA4(xk[5 * S], w0, w1, w2, w3, s50, s51, s52, s53);
+                IMRET__YFMA4(xk[6 * S], w0, w1, w2, w3, s60, s61, s62, s63);
+                a += 8; a1 += 8; a2 += 8; a3 += 8;
+            }
+    }
+    IMRET__YST4(0, s00, s01, s02, s03); IMRET__YST4(1, s10, s11, s12, s13); IMRET__YST4(2, s20, s21, s22, s23);
+    IMRET__YST4(3, s30, s31, s32, s33); IMRET__YST4(4, s40, s41, s42, s43); IMRET__YST4(5, s50, s51, s52, s53);
+    IMRET__YST4(6, s60, s61, s62, s63);
+}
+IMRET__AVX512 static void imret__ukr_avx512_pty(int K, const float *a, const float *x, long d2, int kk, size_t plane, int pdw,
+                                                int S, float *c, size_t ldc, int np, const float *bias, const float *res,
+                                                int relu) {
+    float tile[IMRET__PT_PIX][32];
+    if (K > IMRET__PTY_MAX_K) {
+        imret__ukr_avx512_pt(K, a, x, d2, kk, plane, pdw, S, c, ldc, np, bias, res, relu);
+        return;
+    }
+    if (S == 1) imret__ukr_avx512_pty_run(K, a, x, kk, plane, pdw, tile, 1);
+    else imret__ukr_avx512_pty_run(K, a, x, kk, plane, pdw, tile, 2);
+    if (np > 7) {
+        if (S == 1) imret__ukr_avx512_pty_run(K, a, x + d2, kk, plane, pdw, tile + 7, 1);
+        else imret__ukr_avx512_pty_run(K, a, x + d2, kk, plane, pdw, tile + 7, 2);
+    }
+    imret__store_tile_t(tile[0], np, c, ldc, bias, res, relu);
 }
 
 IMRET__AVX2 static __m256i imret__mask8(int n) { /* lanes < n set */
@@ -2953,7 +3011,7 @@ static imret__kernels imret__kernels_for(imret_simd level) {
     if (k.level == IMRET_SIMD_AVX512) {
         k.nr = 32; k.ukr = imret__ukr_avx512; k.ukr16 = imret__ukr_avx512_p16; k.ukr_d = imret__ukr_avx512_d;
         k.ukr_t = imret__cpu_features() & IMRET__CPU_INTEL ? imret__ukr_avx512_t : imret__ukr_avx512_ty;
-        k.ukr_pt = imret__ukr_avx512_pt;
+        k.ukr_pt = imret__cpu_features() & IMRET__CPU_INTEL ? imret__ukr_avx512_pt : imret__ukr_avx512_pty;
         k.maxpool = imret__maxpool_rows_avx512;
     }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }

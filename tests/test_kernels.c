@@ -203,7 +203,15 @@ static int test_gemm(void) {
                                channels a multiple of 32; the same bits as packed B */
             static const int outs[] = {32, 64, 96}, dsz[][2] = {{14, 14}, {5, 28}, {28, 56}, {3, 42}, {7, 7}, {3, 21}};
             imret__kernels plain = kern;
+            int form, forms = 1;
             plain.ukr_pt = NULL;
+#if IMRET__X86
+            if (kern.level == IMRET_SIMD_AVX512) forms = 2; /* zmm, and ymm up to IMRET__PTY_MAX_K */
+#endif
+            for (form = 0; form < forms; form++) {
+#if IMRET__X86
+            if (forms == 2) kern.ukr_pt = form ? imret__ukr_avx512_pty : imret__ukr_avx512_pt;
+#endif
             for (ci = 0; ci < 7; ci++)
                 for (si = 0; si < 6; si++)
                     for (ki = 1; ki < 3; ki++)
@@ -235,6 +243,7 @@ static int test_gemm(void) {
                             free(pack); free(o3); free(pd);
                             case_free(&c);
                         }
+            }
         }
         printf("%s: conv GEMM vs scalar oracle checked\n", imret_simd_name(kern.level));
     }
