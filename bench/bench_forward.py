@@ -86,6 +86,8 @@ def build_tools(cc):
          [cc, "-O2", "-fopenmp", os.path.join(ROOT, "tools", "peak_fma.c"), "-o", os.path.join(BUILD, "peak_fma")]),
         ("membw", [os.path.join(ROOT, "tools", "membw.c")],
          [cc, "-O2", "-fopenmp", os.path.join(ROOT, "tools", "membw.c"), "-o", os.path.join(BUILD, "membw")]),
+        ("core_pingpong", [os.path.join(BENCH, "core_pingpong.c")],
+         [cc, "-O2", "-pthread", os.path.join(BENCH, "core_pingpong.c"), "-o", os.path.join(BUILD, "core_pingpong")]),
     ]
     os.makedirs(BUILD, exist_ok=True)
     for name, srcs, cmd in jobs:
@@ -116,6 +118,20 @@ def peak_fma():
     if 1 not in best:
         raise SystemExit("peak_fma printed nothing usable:\n" + txt)
     return best, lines, others
+
+
+def core_round_trip():
+    """ns for a cache line to go from CPU 0 to CPU 1 and back (build/core_pingpong), or None: on
+    a VM the two vCPUs may share a cache at one time and sit far apart at another, which moves
+    every multi-threaded row (a Zen 4 VM: 55-75 vs 340-390 ns; imret 36.6 vs 51.5 ms)."""
+    if NCPU < 2:
+        return None
+    try:
+        out = subprocess.run([os.path.join(BUILD, "core_pingpong"), "50000"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"round trip: ([\d.]+) ns", out)
+    return float(m.group(1)) if m else None
 
 
 def membw():
@@ -476,7 +492,7 @@ def main():
                 configs.append((arch, mode, t))
     runtimes = [r for r in RUNTIMES if r not in missing]
     res = {(c, r): {"times": [], "rss": [], "base": [], "cores": [], "others": [], "steal": [], "out": None, "err": "",
-                    "planned": 0, "dropped": 0, "unjudged": 0, "others_kept": []}
+                    "planned": 0, "dropped": 0, "unjudged": 0, "others_kept": [], "round_trip_ns": []}
            for c in configs for r in RUNTIMES}
     env_base = dict(os.environ)
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -512,6 +528,7 @@ def main():
                     if waited >= allowed:
                         log("  machine still busy after %.0f s; measuring anyway" % waited)
                     waits.append(waited)
+                    rtt = core_round_trip() if t > 1 else None
                     out, err, st = run_child(cmd, env)
                     if out is None:
                         r["err"] = err
@@ -538,10 +555,13 @@ def main():
                     r["out"] = out["out"]
                     if rt == "imret":
                         simd = out.get("simd", simd)
+                    if rtt is not None:
+                        r["round_trip_ns"].append(rtt)
                     log("  round %d  %-8s %-8s %dt  %-6s median %8.2f ms  kept %2d/%d runs  (others' CPU %4.1f%% of the "
-                        "process's life, steal %4.1f%%)" % (
+                        "process's life, steal %4.1f%%%s)" % (
                             rnd + 1, arch, mode, t, rt, median([out["times"][i] for i in keep] or out["times"]), len(keep),
-                            len(out["times"]), 100 * st["others_frac"], 100 * st["steal_frac"]))
+                            len(out["times"]), 100 * st["others_frac"], 100 * st["steal_frac"],
+                            ", CPU 0<->1 round trip %.0f ns before it" % rtt if rtt is not None else ""))
                     if got >= need:
                         break
                     if attempt < args.retries and sum(waits) < args.wait_budget:
@@ -671,6 +691,12 @@ def main():
         if busy_rows:
             notes.append("WARNING: rows marked (busy!) kept fewer than %d runs for a runtime even after retries: %s; "
                          "re-run on a quiet machine." % (min_kept, ", ".join(busy_rows)))
+    rtts = [x for r in res.values() for x in r["round_trip_ns"]]
+    if rtts:
+        notes.append("A cache line's round trip between CPU 0 and CPU 1, measured before each multi-threaded process "
+                     "(bench/core_pingpong.c): %.0f-%.0f ns. On a VM it changes with where the host places the vCPUs "
+                     "(sharing a cache: ~50-80 ns), and multi-threaded rows measured far apart are not comparable with "
+                     "rows measured close; the per-process values are in the log and the JSON." % (min(rtts), max(rtts)))
     if n_unjudged:
         notes.append("%d timed runs could not be judged (no CPU samples around them) and were kept." % n_unjudged)
     if limit_busy:
