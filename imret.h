@@ -2572,26 +2572,6 @@ IMRET__AVX2 static IMRET__INLINE void imret__wg_scatter8_avx2(__m256 y0, __m256 
 }
 #endif
 
-/* The input rectangle of the block of tiles [t0, t0+nt) (rows y0..y1, columns x0..x1, clipped
-   to the plane): the transforms prefetch the next channel's part while they transform one --
-   the reads of short rows of IC different planes are beyond the hardware prefetcher, and they
-   were the hottest instructions of the transform (perf, VGG16). */
-typedef struct imret__wg_rect { int y0, y1, x0, x1; } imret__wg_rect;
-static imret__wg_rect imret__wg_in_rect(int h, int w, int pad, int tiles_x, long t0, int nt) {
-    imret__wg_rect R;
-    long ty0 = t0 / tiles_x, ty1 = (t0 + nt - 1) / tiles_x;
-    R.y0 = (int)ty0 * 4 - pad; R.y1 = (int)ty1 * 4 - pad + 6;
-    R.x0 = ty0 == ty1 ? (int)(t0 % tiles_x) * 4 - pad : 0;
-    R.x1 = ty0 == ty1 ? (int)((t0 + nt - 1) % tiles_x) * 4 - pad + 6 : w;
-    R.y0 = R.y0 < 0 ? 0 : R.y0; R.y1 = R.y1 > h ? h : R.y1; R.x0 = R.x0 < 0 ? 0 : R.x0; R.x1 = R.x1 > w ? w : R.x1;
-    return R;
-}
-static IMRET__INLINE void imret__wg_prefetch_rect(const float *plane, int w, const imret__wg_rect *R) {
-    int y, x;
-    for (y = R->y0; y < R->y1; y++)
-        for (x = R->x0; x < R->x1 + 15; x += 16) IMRET__PREFETCH(plane + (size_t)y * w + (x < R->x1 ? x : R->x1 - 1));
-}
-
 /* d[r][c][l] = the 6x6 input patch of tile t + l (0 outside the plane; lanes l >= n all 0),
    lane by lane. */
 static IMRET__INLINE void imret__wg_gather_lanes(const float *plane, int h, int w, int pad, int tiles_x, long t, int n,
@@ -2632,9 +2612,9 @@ static IMRET__INLINE void imret__wg_store_lanes(float y[4][4][8], float *oplane,
     }
 }
 
-/* B^T x of the 6 values x0..x5 into o0..o5 (the rows, then the columns, of B^T d B); OPS
-   supplies mul / add / sub and the constant c(v), so that the portable and the AVX2 input
-   transforms run the same operations in the same order. */
+/* B^T x of the 6 values x0..x5 into o0..o5 (the rows, then the columns, of B^T d B); MUL,
+   ADD, SUB and C (a constant) are the scalar or the ymm operations, so that the portable and
+   the AVX2 input transforms run the same operations in the same order. */
 #define IMRET__WG_BT6(MUL, ADD, SUB, C, x0, x1, x2, x3, x4, x5, o0, o1, o2, o3, o4, o5)                               \
     do {                                                                                                             \
         o0 = ADD(SUB(MUL(C(4), x0), MUL(C(5), x2)), x4);                                                             \
@@ -2649,33 +2629,59 @@ static IMRET__INLINE void imret__wg_store_lanes(float y[4][4][8], float *oplane,
 #define IMRET__WG_SSUB(a, b) ((a) - (b))
 #define IMRET__WG_SC(v) ((float)(v))
 
+/* One group of 8 tiles of the input transform: the 6x6 patches of tiles t.. of plane (n of them
+   real; n may be < 8 or <= 0: the other lanes are 0) -> B^T d B into the 36 xi planes of V,
+   8 floats at v, v + step, ... */
+typedef void (*imret__wg_group_fn)(const float *plane, int h, int w, int pad, int tiles_x, long t, int n, float *v,
+                                   size_t step);
+
 /* Tiles [t0, t0+nt) of input channels [ic0, ic1) (tile t: output rows 4*(t / tiles_x)..,
    columns 4*(t % tiles_x)..) -> V[xi][j][ic][nr] = B^T d B, tile t0 + j*nr + lane; lanes past nt
-   are 0. IC is the channel count of the layer (V's layout). The portable form, 8 tiles at a
-   time; x86 has its own in registers (imret__wg_input_avx2). */
-static void imret__wg_input_generic(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x, long t0,
-                                    int nt, int nr, float *V) {
-    int npan = (nt + nr - 1) / nr, ic, g, r, c, l;
+   are 0. IC is the channel count of the layer (V's layout). group transforms 8 tiles of one
+   channel: imret__wg_group_generic, or on x86 imret__wg_group_avx2 (in registers); each
+   transform instance inlines it. The next channel's input rectangle (rows y0..y1, columns
+   x0..x1 of the block's tiles, clipped) is prefetched while one is transformed: the reads of
+   short rows of IC different planes are beyond the hardware prefetcher, and they were the
+   hottest instructions of the transform (perf, VGG16). */
+static IMRET__INLINE void imret__wg_input_loop(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x,
+                                               long t0, int nt, int nr, float *V, imret__wg_group_fn group) {
+    int npan = (nt + nr - 1) / nr, ic, g;
     size_t step = imret__wg_vstep(npan * nr, IC); /* between xi planes */
-    imret__wg_rect R = imret__wg_in_rect(h, w, pad, tiles_x, t0, nt);
+    long ty0 = t0 / tiles_x, ty1 = (t0 + nt - 1) / tiles_x;
+    int y0 = (int)ty0 * 4 - pad, y1 = (int)ty1 * 4 - pad + 6, x0 = ty0 == ty1 ? (int)(t0 % tiles_x) * 4 - pad : 0;
+    int x1 = ty0 == ty1 ? (int)((t0 + nt - 1) % tiles_x) * 4 - pad + 6 : w;
+    y0 = y0 < 0 ? 0 : y0; y1 = y1 > h ? h : y1; x0 = x0 < 0 ? 0 : x0; x1 = x1 > w ? w : x1;
     for (ic = ic0; ic < ic1; ic++) {
         const float *plane = in + (size_t)ic * h * w;
-        if (ic + 1 < ic1) imret__wg_prefetch_rect(plane + (size_t)h * w, w, &R);
-        for (g = 0; g * 8 < npan * nr; g++) {
-            float d[6][6][8], e[6][6][8];
-            float *v = V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr;
-            imret__wg_gather_lanes(plane, h, w, pad, tiles_x, t0 + g * 8, nt - g * 8, d);
-            for (c = 0; c < 6; c++) IMRET__WG_L8 /* B^T along rows */
-                IMRET__WG_BT6(IMRET__WG_SMUL, IMRET__WG_SADD, IMRET__WG_SSUB, IMRET__WG_SC, d[0][c][l], d[1][c][l], d[2][c][l],
-                              d[3][c][l], d[4][c][l], d[5][c][l], e[0][c][l], e[1][c][l], e[2][c][l], e[3][c][l], e[4][c][l],
-                              e[5][c][l]);
-            for (r = 0; r < 6; r++) IMRET__WG_L8 /* B along columns, into the packed panels */
-                IMRET__WG_BT6(IMRET__WG_SMUL, IMRET__WG_SADD, IMRET__WG_SSUB, IMRET__WG_SC, e[r][0][l], e[r][1][l], e[r][2][l],
-                              e[r][3][l], e[r][4][l], e[r][5][l], v[(size_t)(r * 6) * step + l], v[(size_t)(r * 6 + 1) * step + l],
-                              v[(size_t)(r * 6 + 2) * step + l], v[(size_t)(r * 6 + 3) * step + l],
-                              v[(size_t)(r * 6 + 4) * step + l], v[(size_t)(r * 6 + 5) * step + l]);
+        if (ic + 1 < ic1) {
+            int y, x;
+            for (y = y0; y < y1; y++)
+                for (x = x0; x < x1 + 15; x += 16) IMRET__PREFETCH(plane + (size_t)h * w + (size_t)y * w + (x < x1 ? x : x1 - 1));
         }
+        for (g = 0; g * 8 < npan * nr; g++)
+            group(plane, h, w, pad, tiles_x, t0 + g * 8, nt - g * 8, V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr, step);
     }
+}
+
+/* The portable group: patches lane by lane, transforms on arrays of 8 lanes. */
+static IMRET__INLINE void imret__wg_group_generic(const float *plane, int h, int w, int pad, int tiles_x, long t, int n, float *v,
+                                                  size_t step) {
+    float d[6][6][8], e[6][6][8];
+    int r, c, l;
+    imret__wg_gather_lanes(plane, h, w, pad, tiles_x, t, n, d);
+    for (c = 0; c < 6; c++) IMRET__WG_L8 /* B^T along rows */
+        IMRET__WG_BT6(IMRET__WG_SMUL, IMRET__WG_SADD, IMRET__WG_SSUB, IMRET__WG_SC, d[0][c][l], d[1][c][l], d[2][c][l], d[3][c][l],
+                      d[4][c][l], d[5][c][l], e[0][c][l], e[1][c][l], e[2][c][l], e[3][c][l], e[4][c][l], e[5][c][l]);
+    for (r = 0; r < 6; r++) IMRET__WG_L8 /* B along columns, into the packed panels */
+        IMRET__WG_BT6(IMRET__WG_SMUL, IMRET__WG_SADD, IMRET__WG_SSUB, IMRET__WG_SC, e[r][0][l], e[r][1][l], e[r][2][l], e[r][3][l],
+                      e[r][4][l], e[r][5][l], v[(size_t)(r * 6) * step + l], v[(size_t)(r * 6 + 1) * step + l],
+                      v[(size_t)(r * 6 + 2) * step + l], v[(size_t)(r * 6 + 3) * step + l], v[(size_t)(r * 6 + 4) * step + l],
+                      v[(size_t)(r * 6 + 5) * step + l]);
+}
+/* The portable input transform (aarch64; x86 has imret__wg_input_avx2). */
+static void imret__wg_input_generic(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x, long t0,
+                                    int nt, int nr, float *V) {
+    imret__wg_input_loop(in, IC, ic0, ic1, h, w, pad, tiles_x, t0, nt, nr, V, imret__wg_group_generic);
 }
 
 /* A^T x of the 6 values x0..x5 into o0..o3 (the rows, then the columns, of A^T m A), with the
@@ -2727,51 +2733,45 @@ IMRET__WG_INSTANCES(generic, )
 #if IMRET__X86
 IMRET__WG_INSTANCES(avx2, IMRET__AVX2)
 #define IMRET__WG_VC(v) _mm256_set1_ps((float)(v))
-/* imret__wg_input_generic on 8 tiles per ymm, the patches and their transforms in ymm values
+/* imret__wg_group_generic on 8 tiles per ymm, the patches and their transforms in ymm values
    (imret__wg_gather8_avx2 where the 8 tiles lie in at most two tile rows, else lane by lane):
    the same operations, the same bits. The portable form, compiled for AVX2, had GCC 12 copy
    its 8-float rows through the stack in 16-byte halves (and some through general registers).
    With imret__wg_output_avx2, bench/ab_layers.sh on a Zen 4, 1 thread: ResNet-50's Winograd
    layers 0.87-0.88x their time at 56x56, 0.92-0.93 at 28x28, 0.96-0.98 at 14x14, the forward
    pass 0.992 (2 threads 0.95); VGG16's features 0.948. */
+IMRET__AVX2 static IMRET__INLINE void imret__wg_group_avx2(const float *plane, int h, int w, int pad, int tiles_x, long t, int n,
+                                                          float *v, size_t step) {
+    __m256 d[6][6], e[6][6];
+    int tx = (int)(t % tiles_x), ty = (int)(t / tiles_x), r, c;
+    if (n >= 8 && tx + 8 <= 2 * tiles_x) { /* 8 tiles in one or two tile rows */
+        imret__wg_gather8_avx2(plane, h, w, ty * 4 - pad, tx * 4 - pad, 0, d);
+        if (tx + 8 > tiles_x) /* lanes tiles_x - tx.. are the first tiles of the next row */
+            imret__wg_gather8_avx2(plane, h, w, ty * 4 + 4 - pad, -4 * (tiles_x - tx) - pad, tiles_x - tx, d);
+    } else {
+        float dl[6][6][8];
+        imret__wg_gather_lanes(plane, h, w, pad, tiles_x, t, n, dl);
+        for (r = 0; r < 6; r++)
+            for (c = 0; c < 6; c++) d[r][c] = _mm256_loadu_ps(dl[r][c]);
+    }
+    for (c = 0; c < 6; c++) /* B^T along rows */
+        IMRET__WG_BT6(_mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, IMRET__WG_VC, d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c],
+                      e[0][c], e[1][c], e[2][c], e[3][c], e[4][c], e[5][c]);
+    for (r = 0; r < 6; r++) { /* B along columns, into the packed panels */
+        __m256 o0, o1, o2, o3, o4, o5;
+        IMRET__WG_BT6(_mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, IMRET__WG_VC, e[r][0], e[r][1], e[r][2], e[r][3], e[r][4], e[r][5],
+                      o0, o1, o2, o3, o4, o5);
+        _mm256_storeu_ps(v + (size_t)(r * 6) * step, o0);
+        _mm256_storeu_ps(v + (size_t)(r * 6 + 1) * step, o1);
+        _mm256_storeu_ps(v + (size_t)(r * 6 + 2) * step, o2);
+        _mm256_storeu_ps(v + (size_t)(r * 6 + 3) * step, o3);
+        _mm256_storeu_ps(v + (size_t)(r * 6 + 4) * step, o4);
+        _mm256_storeu_ps(v + (size_t)(r * 6 + 5) * step, o5);
+    }
+}
 IMRET__AVX2 static void imret__wg_input_avx2(const float *in, int IC, int ic0, int ic1, int h, int w, int pad, int tiles_x,
                                              long t0, int nt, int nr, float *V) {
-    int npan = (nt + nr - 1) / nr, ic, g, r, c;
-    size_t step = imret__wg_vstep(npan * nr, IC); /* between xi planes */
-    imret__wg_rect R = imret__wg_in_rect(h, w, pad, tiles_x, t0, nt);
-    for (ic = ic0; ic < ic1; ic++) {
-        const float *plane = in + (size_t)ic * h * w;
-        if (ic + 1 < ic1) imret__wg_prefetch_rect(plane + (size_t)h * w, w, &R);
-        for (g = 0; g * 8 < npan * nr; g++) {
-            __m256 d[6][6], e[6][6];
-            float *v = V + ((size_t)(g * 8 / nr) * IC + ic) * nr + g * 8 % nr;
-            int tx = (int)((t0 + g * 8) % tiles_x), ty = (int)((t0 + g * 8) / tiles_x);
-            if (g * 8 + 8 <= nt && tx + 8 <= 2 * tiles_x) { /* 8 tiles in one or two tile rows */
-                imret__wg_gather8_avx2(plane, h, w, ty * 4 - pad, tx * 4 - pad, 0, d);
-                if (tx + 8 > tiles_x) /* lanes tiles_x - tx.. are the first tiles of the next row */
-                    imret__wg_gather8_avx2(plane, h, w, ty * 4 + 4 - pad, -4 * (tiles_x - tx) - pad, tiles_x - tx, d);
-            } else {
-                float dl[6][6][8];
-                imret__wg_gather_lanes(plane, h, w, pad, tiles_x, t0 + g * 8, nt - g * 8, dl);
-                for (r = 0; r < 6; r++)
-                    for (c = 0; c < 6; c++) d[r][c] = _mm256_loadu_ps(dl[r][c]);
-            }
-            for (c = 0; c < 6; c++) /* B^T along rows */
-                IMRET__WG_BT6(_mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, IMRET__WG_VC, d[0][c], d[1][c], d[2][c], d[3][c], d[4][c],
-                              d[5][c], e[0][c], e[1][c], e[2][c], e[3][c], e[4][c], e[5][c]);
-            for (r = 0; r < 6; r++) { /* B along columns, into the packed panels */
-                __m256 o0, o1, o2, o3, o4, o5;
-                IMRET__WG_BT6(_mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, IMRET__WG_VC, e[r][0], e[r][1], e[r][2], e[r][3], e[r][4],
-                              e[r][5], o0, o1, o2, o3, o4, o5);
-                _mm256_storeu_ps(v + (size_t)(r * 6) * step, o0);
-                _mm256_storeu_ps(v + (size_t)(r * 6 + 1) * step, o1);
-                _mm256_storeu_ps(v + (size_t)(r * 6 + 2) * step, o2);
-                _mm256_storeu_ps(v + (size_t)(r * 6 + 3) * step, o3);
-                _mm256_storeu_ps(v + (size_t)(r * 6 + 4) * step, o4);
-                _mm256_storeu_ps(v + (size_t)(r * 6 + 5) * step, o5);
-            }
-        }
-    }
+    imret__wg_input_loop(in, IC, ic0, ic1, h, w, pad, tiles_x, t0, nt, nr, V, imret__wg_group_avx2);
 }
 
 /* imret__wg_output_generic on 8 tiles per ymm, in ymm values, each output row scattered as it
@@ -3015,9 +3015,10 @@ static imret__kernels imret__kernels_for(imret_simd level) {
     k.wg_output = imret__wg_output_generic;
 #if IMRET__X86
     if (k.level == IMRET_SIMD_AVX512) {
+        int zmm = imret__cpu_features() & IMRET__CPU_INTEL; /* the transposed kernels' form (imret__ukr_avx512_ty) */
         k.nr = 32; k.ukr = imret__ukr_avx512; k.ukr16 = imret__ukr_avx512_p16; k.ukr_d = imret__ukr_avx512_d;
-        k.ukr_t = imret__cpu_features() & IMRET__CPU_INTEL ? imret__ukr_avx512_t : imret__ukr_avx512_ty;
-        k.ukr_pt = imret__cpu_features() & IMRET__CPU_INTEL ? imret__ukr_avx512_pt : imret__ukr_avx512_pty;
+        k.ukr_t = zmm ? imret__ukr_avx512_t : imret__ukr_avx512_ty;
+        k.ukr_pt = zmm ? imret__ukr_avx512_pt : imret__ukr_avx512_pty;
         k.maxpool = imret__maxpool_rows_avx512;
     }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }
