@@ -1441,6 +1441,7 @@ typedef struct imret__kernels {
     void (*wg_output)(const float *Mb, int M, int ldm, long t0, int nt, int tiles_x, int oh, int ow, float *out,
                       const struct imret__epilogue *ep, int oc0, int oc1);
     imret__maxpool_fn maxpool; /* row-form max pool (imret__maxpool_rows_body); NULL: the oracle */
+    int b_outer_kc; /* packed GEMM: pixel panel outer from this kc on (imret__gemm_panels); 0: never */
 } imret__kernels;
 
 /* ======================================================================================
@@ -2158,17 +2159,33 @@ static size_t imret__gemm_plan(int M, long N, int K, int threads, int *chunks_ou
     return shared && whole > per_thread ? whole : per_thread;
 }
 
-/* One A panel (output channels p*MR..) times the kc x nc block of packed B at bp, for every
-   nr-column panel of the block; columns n0.. of out. */
-static void imret__gemm_panel(const imret__kernels *kern, int M, long N, int K, const float *A, int p, int k0, int kc,
-                              const float *bp, long n0, int nc, float *out, const imret__epilogue *ep) {
-    int m0 = p * IMRET__MR, mr = M - m0 < IMRET__MR ? M - m0 : IMRET__MR, nr = kern->nr, j;
-    const float *ap = A + (size_t)p * IMRET__MR * K + (size_t)k0 * IMRET__MR;
-    for (j = 0; j * nr < nc; j++) {
+/* A panels p0..p1 (output channels p0*MR..) times the kc x nc block of packed B at bp,
+   columns n0.. of out. A panel outer (its kc x 8 weights stay in L1 while the block's B panels
+   come from L2), or, where kern->b_outer_kc is set and kc reaches it, pixel panel outer (the
+   kc x nr B panel stays in L1 while the A panels come from L2: per k 32 bytes from L2 instead of
+   128). Intel Xeon (Golden Cove class, 48 KB L1), hot micro-kernel loop (6 B panels, 32 A
+   panels): 185 instead of 165 GFLOP/s at kc = 256 and 128, 174 instead of 164 at kc = 64; in
+   ResNet-50 (bench/ab_layers.sh, 8 alternating rounds) the 28x28 expanding 1x1 layers (kc =
+   128) 0.93x their time, the 1x1/2 downsamples 0.94-0.96x, but the 56x56 ones (kc = 64) 1.04-1.49x
+   and the in-place path (imret__gemm_panel_inplace) 1.04-1.13x, so those keep A outer. Not
+   measured on AMD (a Zen 4 L1 of 32 KB holds no 32 KB B panel): b_outer_kc is 0 there.
+   pf_next: prefetch each next A panel's KC slice (cold weights) during the first pixel panel
+   (imret__conv_gemm_fast's whole-B path does it per panel when A is outer).
+   The tiles and each sum's k order are the same either way: the same bits. */
+#define IMRET__B_OUTER_KC 128
+static void imret__gemm_panels(const imret__kernels *kern, int M, long N, int K, const float *A, int p0, int p1, int k0, int kc,
+                               const float *bp, long n0, int nc, float *out, const imret__epilogue *ep, int pf_next) {
+    int nr = kern->nr, npan = (nc + nr - 1) / nr, b_outer = kern->b_outer_kc && kc >= kern->b_outer_kc, i, n = (p1 - p0) * npan;
+    for (i = 0; i < n; i++) {
+        int j = b_outer ? i / (p1 - p0) : i % npan, p = p0 + (b_outer ? i % (p1 - p0) : i / npan);
+        int m0 = p * IMRET__MR, mr = M - m0 < IMRET__MR ? M - m0 : IMRET__MR;
         long col = n0 + (long)j * nr;
-        kern->ukr(kc, ap, bp + (size_t)j * kc * nr, out + (size_t)m0 * N + col, (size_t)N, mr, nc - j * nr < nr ? nc - j * nr : nr,
-                  k0 == 0, k0 + kc == K, ep->bias ? ep->bias + m0 : NULL, ep->residual ? ep->residual + (size_t)m0 * N + col : NULL,
-                  ep->relu);
+        if (pf_next && j == 0 && p + 1 < p1)
+            imret__prefetch_lines(A + (size_t)(p + 1) * IMRET__MR * K + (size_t)k0 * IMRET__MR, 0,
+                                  ((long)kc * IMRET__MR * (long)sizeof(float) + 63) / 64);
+        kern->ukr(kc, A + (size_t)p * IMRET__MR * K + (size_t)k0 * IMRET__MR, bp + (size_t)j * kc * nr, out + (size_t)m0 * N + col,
+                  (size_t)N, mr, nc - j * nr < nr ? nc - j * nr : nr, k0 == 0, k0 + kc == K, ep->bias ? ep->bias + m0 : NULL,
+                  ep->residual ? ep->residual + (size_t)m0 * N + col : NULL, ep->relu);
     }
 }
 
@@ -2330,6 +2347,12 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
                0.77-0.83x their time (3x3 3.1 -> 2.4 ms), layer3's unchanged. */
             size_t ld;
             const float *bb = pack + imret__pack_block(N, nblocks, t / chunks, K, &ld);
+            if (kern->b_outer_kc) { /* pixel panel outer (imret__gemm_panels): a KC slice of every panel at a time */
+                for (k0 = 0; k0 < K; k0 += IMRET__KC)
+                    imret__gemm_panels(kern, M, N, K, A, p0, p1, k0, K - k0 < IMRET__KC ? K - k0 : IMRET__KC, bb + (size_t)k0 * ld,
+                                       n0, nc, out, ep, 1);
+                continue;
+            }
             for (p = p0; p < p1; p++)
                 for (k0 = 0; k0 < K; k0 += IMRET__KC) {
                     int kc = K - k0 < IMRET__KC ? K - k0 : IMRET__KC;
@@ -2339,7 +2362,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
                     if (p + 1 < p1)
                         imret__prefetch_lines(A + (size_t)(p + 1) * IMRET__MR * K + (size_t)k0 * IMRET__MR, 0,
                                               ((long)kc * IMRET__MR * (long)sizeof(float) + 63) / 64);
-                    imret__gemm_panel(kern, M, N, K, A, p, k0, kc, bb + (size_t)k0 * ld, n0, nc, out, ep);
+                    imret__gemm_panels(kern, M, N, K, A, p, p + 1, k0, kc, bb + (size_t)k0 * ld, n0, nc, out, ep, 0);
                 }
             continue;
         }
@@ -2351,7 +2374,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
             float *bp = pack;
 #endif
             imret__pack_b(src, k0, kc, n0, nc, nr, bp);
-            for (p = p0; p < p1; p++) imret__gemm_panel(kern, M, N, K, A, p, k0, kc, bp, n0, nc, out, ep);
+            imret__gemm_panels(kern, M, N, K, A, p0, p1, k0, kc, bp, n0, nc, out, ep, 0);
         }
     }
 }
@@ -3020,6 +3043,7 @@ static imret__kernels imret__kernels_for(imret_simd level) {
         k.ukr_t = zmm ? imret__ukr_avx512_t : imret__ukr_avx512_ty;
         k.ukr_pt = zmm ? imret__ukr_avx512_pt : imret__ukr_avx512_pty;
         k.maxpool = imret__maxpool_rows_avx512;
+        k.b_outer_kc = zmm ? IMRET__B_OUTER_KC : 0; /* measured on Intel only (imret__gemm_panels) */
     }
     else if (k.level == IMRET_SIMD_AVX2) { k.nr = 24; k.ukr = imret__ukr_avx2; k.maxpool = imret__maxpool_rows_avx2; }
     if (k.nr) { /* AVX-512 implies AVX2: the 8-lane transforms are ymm code on both (the weight

@@ -93,7 +93,7 @@ static int test_gemm(void) {
        block and pack B whole, imret__gemm_plan) */
     static const int sizes[][2] = {{1, 1}, {7, 9}, {13, 17}, {31, 5}, {23, 29}};
     static const int ks[] = {1, 3, 7};
-    int li, cases = 0, failures = 0, tested_levels = 0, inplace = 0, direct = 0;
+    int li, cases = 0, failures = 0, tested_levels = 0, inplace = 0, direct = 0, reordered = 0;
     double worst = 0;
     for (li = 0; li < 3; li++) {
         imret__kernels kern = imret__kernels_for(levels[li]);
@@ -127,6 +127,24 @@ static int test_gemm(void) {
                                            c.in_c, c.out_c, h, w);
                                 }
                                 inplace += c.out_c <= c.K * 2;
+                                free(o3);
+                            }
+                            { /* the other loop order of imret__gemm_panels (pixel panel outer from kc 1 on, or A panel
+                                 outer throughout), at 1 and 2 threads: the same bits */
+                                imret__kernels other = kern;
+                                float *o3 = (float *)malloc(c.nout * 4);
+                                int th;
+                                other.b_outer_kc = kern.b_outer_kc ? 0 : 1;
+                                for (th = 1; th <= 2; th++) {
+                                    imret__conv_gemm_fast(&other, c.out_c, c.N, c.K, c.wp, &src, o3, &c.ep, pack, th);
+                                    if (memcmp(c.o1, o3, c.nout * 4)) {
+                                        failures++;
+                                        printf("FAIL gemm %s %d>%d %dx%d k%d s%d: b_outer_kc %d differs from %d (%d threads)\n",
+                                               imret_simd_name(kern.level), c.in_c, c.out_c, h, w, k, stride, other.b_outer_kc,
+                                               kern.b_outer_kc, th);
+                                    }
+                                }
+                                reordered++;
                                 free(o3);
                             }
                             if (stride == 2) { /* the same from phase planes, as the forward pass runs it */
@@ -247,8 +265,8 @@ static int test_gemm(void) {
         }
         printf("%s: conv GEMM vs scalar oracle checked\n", imret_simd_name(kern.level));
     }
-    printf("%d cases on %d ISA(s) (%d 1x1 with B read in place, %d on the direct kernel), worst relative error %.2e, %d failed\n",
-           cases, tested_levels, inplace, direct, worst, failures);
+    printf("%d cases on %d ISA(s) (%d 1x1 with B read in place, %d on the direct kernel, %d also in the other loop order), worst "
+           "relative error %.2e, %d failed\n", cases, tested_levels, inplace, direct, reordered, worst, failures);
     return failures;
 }
 
