@@ -24,6 +24,12 @@ TESTS    := $(addprefix $(BUILD)/,test_kernels test_parity test_weights test_ima
               test_limits test_alloc_fail test_threads test_disk_full \
               fuzz_replay_model fuzz_replay_desc fuzz_replay_index fuzz_replay_image fuzz_replay_faiss test_quant)
 
+# IMRET_USE_CBLAS: the parity test again with the GEMM-shaped layers on cblas_sgemm, built
+# when a cblas.h is found (Debian: libopenblas-dev, which .ci/run installs); CBLAS_LIB links it.
+CBLAS_LIB  ?= -lopenblas
+HAVE_CBLAS := $(shell echo '\#include <cblas.h>' | $(CC) -E -x c - >/dev/null 2>&1 && echo 1)
+CBLAS_TEST := $(if $(HAVE_CBLAS),$(BUILD)/test_parity_cblas)
+
 .PHONY: all examples test test-asan test-ubsan test-tsan test-quick test-arm weights refs bench bench-index bench-e2e demo eval clean help fuzz fuzz-build fuzz-smoke quant-weights bench-quant eval-quant
 all: imret examples
 
@@ -77,6 +83,9 @@ demo: imret weights | $(BUILD)
 # every test program is one .c file including imret.h
 $(BUILD)/test_%: tests/test_%.c imret.h | $(BUILD)
 	$(CC) -std=c99 -D_DEFAULT_SOURCE $(CPPFLAGS) $(ALLFLAGS) -Werror $(TEST_EXTRA) $< -o $@ $(LDLIBS)
+
+$(BUILD)/test_parity_cblas: tests/test_parity.c imret.h | $(BUILD)
+	$(CC) -std=c99 -D_DEFAULT_SOURCE -DIMRET_USE_CBLAS $(CPPFLAGS) $(ALLFLAGS) -Werror $< -o $@ -Wl,--wrap=cblas_sgemm $(CBLAS_LIB) $(LDLIBS)
 
 weights: weights/resnet50.imw
 weights/resnet50.imw: tools/fetch_default_model.sh tools/tfjs2imw.py tools/imw.py
@@ -137,7 +146,7 @@ bench-quant: $(BUILD)/bench_quant quant-weights
 	$(BUILD)/bench_quant weights/resnet50.imw $(BUILD)/quant/resnet50_bf16.imw $(BUILD)/quant/resnet50_int8cal.imw 25 1
 	$(BUILD)/bench_quant weights/resnet50.imw $(BUILD)/quant/resnet50_bf16.imw $(BUILD)/quant/resnet50_int8cal.imw 25 2
 
-test: weights $(REFS) $(TESTS) $(EXAMPLES) imret quant-weights $(VGG_INT8)
+test: weights $(REFS) $(TESTS) $(CBLAS_TEST) $(EXAMPLES) imret quant-weights $(VGG_INT8)
 	sh tests/run_tests.sh $(BUILD)
 
 test-asan test-ubsan: weights $(REFS)

