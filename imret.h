@@ -2333,7 +2333,12 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
         return;
     }
     tiles = nblocks * chunks;
-    inplace = kern->ukr_d && src->k == 1 && src->stride == 1 && src->pad == 0 && M <= 2 * K; /* imret__gemm_panel_inplace */
+    /* imret__gemm_panel_inplace; where the pixel-panel-outer order applies (Intel, K >= b_outer_kc)
+       layers of several column blocks pack B instead (bench/ab_layers.sh, Xeon, 1 thread: 256 ->
+       64 and 256 -> 128 at 56x56 0.94-0.95x, 512 -> 128 and 512 -> 256 at 28x28 0.89-0.96x),
+       while 64 -> 64 (K = 64: 1.42x packed) and the 14x14 layers (1024 -> 256: 1.06x) stay in place */
+    inplace = kern->ukr_d && src->k == 1 && src->stride == 1 && src->pad == 0 && M <= 2 * K &&
+              !(kern->b_outer_kc && K >= kern->b_outer_kc && nblocks > 1);
     (void)threads;
     /* Static schedules, here and in the Winograd and int8 convolutions: a thread gets the same
        column (pixel) range in consecutive layers, so the next layer mostly reads what its own
