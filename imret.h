@@ -2317,6 +2317,23 @@ static void imret__gemm_panel_inplace(const imret__kernels *kern, int M, long N,
     }
 }
 
+/* Whether a 1x1 stride-1 layer of M output channels, N pixels and K input channels reads B in
+   place (imret__gemm_panel_inplace): where it reduces channels (M <= 2K, see there). Where the
+   pixel-panel-outer order applies (Intel, K >= b_outer_kc) layers of several column blocks pack
+   B instead (bench/ab_layers.sh, Xeon, 1 thread: 256 -> 64 and 256 -> 128 at 56x56 0.94-0.95x
+   their time, 512 -> 128 and 512 -> 256 at 28x28 0.89-0.96x), while 64 -> 64 (K = 64: 1.42x
+   packed) and the 14x14 layers (1024 -> 256, one column block: 1.06x) stay in place. */
+static int imret__inplace_ok(const imret__kernels *kern, int M, long N, int K) {
+    return kern->ukr_d && M <= 2 * K && !(kern->b_outer_kc && K >= kern->b_outer_kc && imret__nblocks(N) > 1);
+}
+
+/* Whether imret__conv_gemm_fast may run a 1x1 stride-1 layer with out == ep->residual: each
+   tile sums all of K in one call and loads its residual rows before it stores them (K <=
+   IMRET__KC, or B read in place); see imret__res_alias_ok. test_kernels checks it. */
+static int imret__gemm_alias_ok(const imret__kernels *kern, int M, long N, int K) {
+    return kern->nr && (K <= IMRET__KC || imret__inplace_ok(kern, M, N, K));
+}
+
 /* out[M][N] = epilogue(A * im2col(src)) with packed A, on the SIMD micro-kernel. pack holds
    imret__gemm_plan(M, N, K, threads) floats. */
 static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int K, const float *A, const imret__bsrc *src,
@@ -2333,12 +2350,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
         return;
     }
     tiles = nblocks * chunks;
-    /* imret__gemm_panel_inplace; where the pixel-panel-outer order applies (Intel, K >= b_outer_kc)
-       layers of several column blocks pack B instead (bench/ab_layers.sh, Xeon, 1 thread: 256 ->
-       64 and 256 -> 128 at 56x56 0.94-0.95x, 512 -> 128 and 512 -> 256 at 28x28 0.89-0.96x),
-       while 64 -> 64 (K = 64: 1.42x packed) and the 14x14 layers (1024 -> 256: 1.06x) stay in place */
-    inplace = kern->ukr_d && src->k == 1 && src->stride == 1 && src->pad == 0 && M <= 2 * K &&
-              !(kern->b_outer_kc && K >= kern->b_outer_kc && nblocks > 1);
+    inplace = src->k == 1 && src->stride == 1 && src->pad == 0 && imret__inplace_ok(kern, M, N, K);
     (void)threads;
     /* Static schedules, here and in the Winograd and int8 convolutions: a thread gets the same
        column (pixel) range in consecutive layers, so the next layer mostly reads what its own
@@ -4760,19 +4772,20 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
 /* Whether cv may write its output over its residual (out == residual, imret__trunk): where
    each output value is written once, by the call that has just read its residual value: the
    fp32 SIMD GEMM of a 1x1 stride-1 layer summing all of K in one call per tile (K <=
-   IMRET__KC, or B read in place, imret__gemm_panel_inplace; its epilogue loads a tile's residual
-   rows before it stores them). Not cblas (its epilogue is a pass after the GEMM), int8 or bf16.
+   IMRET__KC, or B read in place, imret__inplace_ok; its epilogue loads a tile's residual
+   rows before it stores them; packed, K > IMRET__KC, C holds partial sums before the last
+   KC slice reads the residual). Not cblas (its epilogue is a pass after the GEMM), int8 or bf16.
    Then the layer reads and writes one buffer instead of reading a second: in the AVX-512 GEMM,
    hot, ResNet-50's 128 -> 512 conv3 at 28x28 took 0.78 instead of 0.91 ms, 64 -> 256 at 56x56
    0.81 instead of 0.90 (Intel Xeon). */
-static int imret__res_alias_ok(const imret__run *R, const imret__conv *cv) {
+static int imret__res_alias_ok(const imret__run *R, const imret__conv *cv, int h, int w) {
 #ifdef IMRET_USE_CBLAS
-    (void)R; (void)cv;
+    (void)R; (void)cv; (void)h; (void)w;
     return 0;
 #else
     const imret_context *ctx = R->ctx;
-    if (!ctx->kern.nr || ctx->precision != IMRET_PRECISION_FP32 || cv->k != 1 || cv->stride != 1 || cv->pad != 0) return 0;
-    return cv->in_c <= IMRET__KC || (ctx->kern.ukr_d && cv->out_c <= 2 * cv->in_c);
+    if (ctx->precision != IMRET_PRECISION_FP32 || cv->k != 1 || cv->stride != 1 || cv->pad != 0) return 0;
+    return imret__gemm_alias_ok(&ctx->kern, cv->out_c, (long)h * w, cv->in_c);
 #endif
 }
 
@@ -4866,7 +4879,7 @@ static float *imret__trunk(imret__run *R, const imret_tensor *x, float **buf, in
                 res = blk->has_down ? spare : in;
                 /* over the residual where the layer's kernels allow it (imret__res_alias_ok), else
                    into the buffer that is free */
-                outp = imret__res_alias_ok(R, last) ? res : blk->has_down ? in : spare;
+                outp = imret__res_alias_ok(R, last, hl, wl) ? res : blk->has_down ? in : spare;
                 imret__conv_run(R, last, last_in, hl, wl, outp, res, 1, &oh, &ow);
                 c = last->out_c;
                 /* rotate: the block output becomes cur, the old cur a free buffer */

@@ -93,7 +93,7 @@ static int test_gemm(void) {
        block and pack B whole, imret__gemm_plan) */
     static const int sizes[][2] = {{1, 1}, {7, 9}, {13, 17}, {31, 5}, {23, 29}};
     static const int ks[] = {1, 3, 7};
-    int li, cases = 0, failures = 0, tested_levels = 0, inplace = 0, direct = 0, reordered = 0;
+    int li, cases = 0, failures = 0, tested_levels = 0, inplace = 0, direct = 0, reordered = 0, aliased = 0;
     double worst = 0;
     for (li = 0; li < 3; li++) {
         imret__kernels kern = imret__kernels_for(levels[li]);
@@ -128,6 +128,24 @@ static int test_gemm(void) {
                                 }
                                 inplace += c.out_c <= c.K * 2;
                                 free(o3);
+                            }
+                            if (k == 1 && stride == 1 && !pad && c.ep.residual && imret__gemm_alias_ok(&kern, c.out_c, c.N, c.K)) {
+                                /* the output written over its residual (imret__res_alias_ok), 1 and 2 threads: the same bits */
+                                float *alias = (float *)malloc(c.nout * 4);
+                                imret__epilogue ea = c.ep;
+                                int th;
+                                ea.residual = alias;
+                                for (th = 1; th <= 2; th++) {
+                                    memcpy(alias, c.res, c.nout * 4);
+                                    imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, alias, &ea, pack, th);
+                                    if (memcmp(alias, c.o1, c.nout * 4)) {
+                                        failures++;
+                                        printf("FAIL gemm %s %d>%d %dx%d 1x1: output over its residual differs (%d threads)\n",
+                                               imret_simd_name(kern.level), c.in_c, c.out_c, h, w, th);
+                                    }
+                                }
+                                aliased++;
+                                free(alias);
                             }
                             { /* the other loop order of imret__gemm_panels (pixel panel outer from kc 1 on, or A panel
                                  outer throughout), at 1 and 2 threads: the same bits */
@@ -265,8 +283,9 @@ static int test_gemm(void) {
         }
         printf("%s: conv GEMM vs scalar oracle checked\n", imret_simd_name(kern.level));
     }
-    printf("%d cases on %d ISA(s) (%d 1x1 with B read in place, %d on the direct kernel, %d also in the other loop order), worst "
-           "relative error %.2e, %d failed\n", cases, tested_levels, inplace, direct, reordered, worst, failures);
+    printf("%d cases on %d ISA(s) (%d 1x1 with B read in place, %d on the direct kernel, %d also in the other loop order, %d also "
+           "over their residual), worst relative error %.2e, %d failed\n", cases, tested_levels, inplace, direct, reordered, aliased,
+           worst, failures);
     return failures;
 }
 
