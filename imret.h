@@ -810,6 +810,9 @@ IMRET_API imret_result imret_index_import_faiss_memory(const void *data, size_t 
 #include <errno.h>
 #ifdef IMRET_USE_CBLAS
 #include <cblas.h> /* any cblas: OpenBLAS (Debian libopenblas-dev), BLIS, MKL's, the reference one */
+#define IMRET__CBLAS 1
+#else
+#define IMRET__CBLAS 0
 #endif
 
 /* POSIX file access (open/read/mmap) for the file functions; stdio elsewhere. */
@@ -2199,6 +2202,12 @@ static size_t imret__gemm_plan(int M, long N, int K, int threads, int *chunks_ou
    (imret__conv_gemm_fast's whole-B path does it per panel when A is outer).
    The tiles and each sum's k order are the same either way: the same bits. */
 #define IMRET__B_OUTER_KC 128
+/* Prefetch rows k0..k0+kc of packed A panel p (kc x 8 contiguous floats): weights read once per
+   pass, cold from memory, fetched while the panel before runs. */
+static void imret__prefetch_slice(const float *A, int K, int p, int k0, int kc) {
+    imret__prefetch_lines(A + (size_t)p * IMRET__MR * K + (size_t)k0 * IMRET__MR, 0,
+                          ((long)kc * IMRET__MR * (long)sizeof(float) + 63) / 64);
+}
 static void imret__gemm_panels(const imret__kernels *kern, int M, long N, int K, const float *A, int p0, int p1, int k0, int kc,
                                const float *bp, long n0, int nc, float *out, const imret__epilogue *ep, int pf_next) {
     int nr = kern->nr, npan = (nc + nr - 1) / nr, b_outer = kern->b_outer_kc && kc >= kern->b_outer_kc, i, n = (p1 - p0) * npan;
@@ -2206,9 +2215,7 @@ static void imret__gemm_panels(const imret__kernels *kern, int M, long N, int K,
         int j = b_outer ? i / (p1 - p0) : i % npan, p = p0 + (b_outer ? i % (p1 - p0) : i / npan);
         int m0 = p * IMRET__MR, mr = M - m0 < IMRET__MR ? M - m0 : IMRET__MR;
         long col = n0 + (long)j * nr;
-        if (pf_next && j == 0 && p + 1 < p1)
-            imret__prefetch_lines(A + (size_t)(p + 1) * IMRET__MR * K + (size_t)k0 * IMRET__MR, 0,
-                                  ((long)kc * IMRET__MR * (long)sizeof(float) + 63) / 64);
+        if (pf_next && j == 0 && p + 1 < p1) imret__prefetch_slice(A, K, p + 1, k0, kc);
         kern->ukr(kc, A + (size_t)p * IMRET__MR * K + (size_t)k0 * IMRET__MR, bp + (size_t)j * kc * nr, out + (size_t)m0 * N + col,
                   (size_t)N, mr, nc - j * nr < nr ? nc - j * nr : nr, k0 == 0, k0 + kc == K, ep->bias ? ep->bias + m0 : NULL,
                   ep->residual ? ep->residual + (size_t)m0 * N + col : NULL, ep->relu);
@@ -2402,9 +2409,7 @@ static void imret__conv_gemm_fast(const imret__kernels *kern, int M, long N, int
                     /* the next panel's KC slice, cold from memory, fetched while this one runs
                        (ResNet-50 layer3 256 -> 1024 1x1 convs, per-layer timing, 5 x 15 runs
                        interleaved: 4.00 -> 3.73 ms at 1 thread, 2.68 -> 2.48 at 2) */
-                    if (p + 1 < p1)
-                        imret__prefetch_lines(A + (size_t)(p + 1) * IMRET__MR * K + (size_t)k0 * IMRET__MR, 0,
-                                              ((long)kc * IMRET__MR * (long)sizeof(float) + 63) / 64);
+                    if (p + 1 < p1) imret__prefetch_slice(A, K, p + 1, k0, kc);
                     imret__gemm_panels(kern, M, N, K, A, p, p + 1, k0, kc, bb + (size_t)k0 * ld, n0, nc, out, ep, 0);
                 }
             continue;
@@ -4667,11 +4672,8 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
     int fused = !wino && wg_ok && cv->in_c >= IMRET__WG_MIN_IN && tiles >= IMRET__WG_FUSED_MIN_TILES &&
                 tiles <= imret__wg_nt(R->ctx->kern.nr);
     size_t wg_u = wino ? imret__wg_u_floats(cv->out_c, cv->in_c) : 0;
-#ifdef IMRET_USE_CBLAS /* every fp32 layer but the Winograd ones goes to cblas_sgemm (imret__gemm_cblas) */
-    int cb = !wino && !fused && !bf16 && !(R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq);
-#else
-    int cb = 0;
-#endif
+    /* IMRET_USE_CBLAS: every fp32 layer but the Winograd ones goes to cblas_sgemm (imret__gemm_cblas) */
+    int cb = IMRET__CBLAS && !wino && !fused && !bf16 && !(R->ctx->precision == IMRET_PRECISION_INT8 && cv->wq);
     int bmode = fast && !cb && !wino && !fused ? imret__bsrc_mode_f32(&R->ctx->kern, cv->out_c, cv->k, cv->stride, ow, npix) : 0;
     imret__epilogue ep;
     *oh_out = oh;
@@ -4738,34 +4740,26 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
                              wino ? imret__wg_weights_of(R, cv, wg_u) : NULL, cv->w, R->wg + wg_u, R->ctx->threads);
         return;
     }
-#ifdef IMRET_USE_CBLAS
-    if (cb) {
-        for (p0 = 0; p0 < npix; p0 += chunk) {
-            long pn = npix - p0 < chunk ? npix - p0 : chunk;
-            ep.residual = residual ? residual + p0 : NULL;
-            if (!direct) imret__im2col(in, cv->in_c, h, w, cv->k, cv->stride, cv->pad, ow, p0, pn, R->col, R->ctx->threads);
-            imret__gemm_cblas(cv->out_c, (int)pn, (int)K, cv->w, R->aw, p0 == 0, direct ? in + p0 : R->col,
-                              direct ? (size_t)npix : (size_t)pn, out + p0, (size_t)npix, &ep);
-        }
-        return;
-    }
-#endif
-    if (fast) {
+    if (fast && !cb) {
         imret__bsrc src;
         imret__bsrc_init(&src, in, cv->in_c, h, w, cv->k, cv->stride, cv->pad, ow);
         imret__bsrc_prepare(&src, bmode, R->col, R->ctx->threads);
         imret__conv_gemm_fast(&R->ctx->kern, cv->out_c, npix, (int)K, cv->w, &src, out, &ep, R->pack, R->ctx->threads);
         return;
     }
-    for (p0 = 0; p0 < npix; p0 += chunk) {
+    for (p0 = 0; p0 < npix; p0 += chunk) { /* the portable path and cblas: 1x1 layers straight from the input, others im2col */
         long pn = npix - p0 < chunk ? npix - p0 : chunk;
+        const float *B = direct ? in + p0 : R->col;
+        size_t ldb = direct ? (size_t)npix : (size_t)pn;
         ep.residual = residual ? residual + p0 : NULL;
-        if (direct) {
-            imret__gemm_scalar(cv->out_c, (int)pn, (int)K, cv->w, in + p0, (size_t)npix, out + p0, (size_t)npix, &ep, R->ctx->threads);
-        } else {
-            imret__im2col(in, cv->in_c, h, w, cv->k, cv->stride, cv->pad, ow, p0, pn, R->col, R->ctx->threads);
-            imret__gemm_scalar(cv->out_c, (int)pn, (int)K, cv->w, R->col, (size_t)pn, out + p0, (size_t)npix, &ep, R->ctx->threads);
+        if (!direct) imret__im2col(in, cv->in_c, h, w, cv->k, cv->stride, cv->pad, ow, p0, pn, R->col, R->ctx->threads);
+#ifdef IMRET_USE_CBLAS
+        if (cb) {
+            imret__gemm_cblas(cv->out_c, (int)pn, (int)K, cv->w, R->aw, p0 == 0, B, ldb, out + p0, (size_t)npix, &ep);
+            continue;
         }
+#endif
+        imret__gemm_scalar(cv->out_c, (int)pn, (int)K, cv->w, B, ldb, out + p0, (size_t)npix, &ep, R->ctx->threads);
     }
 }
 
@@ -4780,10 +4774,7 @@ static void imret__conv_run_body(imret__run *R, const imret__conv *cv, const flo
    0.81 instead of 0.90 (Intel Xeon). */
 static int imret__res_alias_ok(const imret__run *R, const imret__conv *cv, int h, int w) {
     const imret_context *ctx = R->ctx;
-#ifdef IMRET_USE_CBLAS
-    return 0; /* (the code below stays compiled: imret__gemm_alias_ok is used) */
-#endif
-    if (ctx->precision != IMRET_PRECISION_FP32 || cv->k != 1 || cv->stride != 1 || cv->pad != 0) return 0;
+    if (IMRET__CBLAS || ctx->precision != IMRET_PRECISION_FP32 || cv->k != 1 || cv->stride != 1 || cv->pad != 0) return 0;
     return imret__gemm_alias_ok(&ctx->kern, cv->out_c, (long)h * w, cv->in_c);
 }
 

@@ -85,6 +85,19 @@ static int gemm_check(conv_case *c, const imret__kernels *kern, const imret__bsr
     return case_check(c, 1e-5, what, imret_simd_name(kern->level), worst);
 }
 
+/* The case's GEMM again, on kern with epilogue ep into out (which starts as the residual when ep
+   reads its residual from out) at `threads`: 1 and a FAIL line saying `what` when it is not o1
+   bit for bit. */
+static int same_bits(const conv_case *c, const imret__kernels *kern, const imret__bsrc *src, float *pack, const imret__epilogue *ep,
+                     float *out, int threads, const char *what) {
+    if (ep->residual == out) memcpy(out, c->res, c->nout * 4);
+    imret__conv_gemm_fast(kern, c->out_c, c->N, c->K, c->wp, src, out, ep, pack, threads);
+    if (!memcmp(c->o1, out, c->nout * 4)) return 0;
+    printf("FAIL gemm %s %d>%d %dx%d k%d s%d, %d threads: %s\n", imret_simd_name(kern->level), c->in_c, c->out_c, c->h, c->w, c->k,
+           c->stride, threads, what);
+    return 1;
+}
+
 static const int chans[] = {1, 3, 7, 17, 63, 65, 257};
 static const imret_simd levels[] = {IMRET_SIMD_AVX2, IMRET_SIMD_AVX512, IMRET_SIMD_NEON};
 
@@ -115,53 +128,31 @@ static int test_gemm(void) {
                             imret__bsrc_init(&src, c.x, c.in_c, h, w, k, stride, pad, c.ow);
                             cases++;
                             failures += gemm_check(&c, &kern, &src, pack, "gemm", &worst);
-                            if (kern.ukr_d && k == 1 && stride == 1 && !pad) { /* B read in place (imret__gemm_panel_inplace) where M <= 2K:
-                                                                                   the same bits as packed */
-                                imret__kernels packed = kern;
+                            {
                                 float *o3 = (float *)malloc(c.nout * 4);
-                                packed.ukr_d = NULL;
-                                imret__conv_gemm_fast(&packed, c.out_c, c.N, c.K, c.wp, &src, o3, &c.ep, pack, 1);
-                                if (memcmp(c.o1, o3, c.nout * 4)) {
-                                    failures++;
-                                    printf("FAIL gemm %s %d>%d %dx%d 1x1: in-place B differs from packed B\n", imret_simd_name(kern.level),
-                                           c.in_c, c.out_c, h, w);
-                                }
-                                inplace += c.out_c <= c.K * 2;
-                                free(o3);
-                            }
-                            if (k == 1 && stride == 1 && !pad && c.ep.residual && imret__gemm_alias_ok(&kern, c.out_c, c.N, c.K)) {
-                                /* the output written over its residual (imret__res_alias_ok), 1 and 2 threads: the same bits */
-                                float *alias = (float *)malloc(c.nout * 4);
+                                imret__kernels other = kern;
                                 imret__epilogue ea = c.ep;
                                 int th;
-                                ea.residual = alias;
-                                for (th = 1; th <= 2; th++) {
-                                    memcpy(alias, c.res, c.nout * 4);
-                                    imret__conv_gemm_fast(&kern, c.out_c, c.N, c.K, c.wp, &src, alias, &ea, pack, th);
-                                    if (memcmp(alias, c.o1, c.nout * 4)) {
-                                        failures++;
-                                        printf("FAIL gemm %s %d>%d %dx%d 1x1: output over its residual differs (%d threads)\n",
-                                               imret_simd_name(kern.level), c.in_c, c.out_c, h, w, th);
-                                    }
+                                if (kern.ukr_d && k == 1 && stride == 1 && !pad) { /* B read in place (imret__gemm_panel_inplace) where
+                                                                                      M <= 2K: the same bits as packed */
+                                    other.ukr_d = NULL;
+                                    failures += same_bits(&c, &other, &src, pack, &c.ep, o3, 1, "in-place B differs from packed B");
+                                    inplace += c.out_c <= c.K * 2;
                                 }
-                                aliased++;
-                                free(alias);
-                            }
-                            { /* the other loop order of imret__gemm_panels (pixel panel outer from kc 1 on, or A panel
-                                 outer throughout), at 1 and 2 threads: the same bits */
-                                imret__kernels other = kern;
-                                float *o3 = (float *)malloc(c.nout * 4);
-                                int th;
+                                if (k == 1 && stride == 1 && !pad && c.ep.residual && imret__gemm_alias_ok(&kern, c.out_c, c.N, c.K)) {
+                                    /* the output written over its residual (imret__res_alias_ok): the same bits */
+                                    ea.residual = o3;
+                                    for (th = 1; th <= 2; th++)
+                                        failures += same_bits(&c, &kern, &src, pack, &ea, o3, th, "output over its residual differs");
+                                    aliased++;
+                                }
+                                /* the other loop order of imret__gemm_panels (pixel panel outer from kc 1 on, or A panel outer
+                                   throughout): the same bits */
+                                other = kern;
                                 other.b_outer_kc = kern.b_outer_kc ? 0 : 1;
-                                for (th = 1; th <= 2; th++) {
-                                    imret__conv_gemm_fast(&other, c.out_c, c.N, c.K, c.wp, &src, o3, &c.ep, pack, th);
-                                    if (memcmp(c.o1, o3, c.nout * 4)) {
-                                        failures++;
-                                        printf("FAIL gemm %s %d>%d %dx%d k%d s%d: b_outer_kc %d differs from %d (%d threads)\n",
-                                               imret_simd_name(kern.level), c.in_c, c.out_c, h, w, k, stride, other.b_outer_kc,
-                                               kern.b_outer_kc, th);
-                                    }
-                                }
+                                for (th = 1; th <= 2; th++)
+                                    failures += same_bits(&c, &other, &src, pack, &c.ep, o3, th,
+                                                          other.b_outer_kc ? "pixel panel outer differs" : "A panel outer differs");
                                 reordered++;
                                 free(o3);
                             }
